@@ -1,0 +1,1 @@
+"""Teacher training and Relative Difficulty Distillation."""

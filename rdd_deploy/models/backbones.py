@@ -1,0 +1,81 @@
+"""Dilated (output stride 8) backbones that keep torchvision's parameter names.
+
+Keeping torchvision's names means an ImageNet state dict saved by torchvision loads
+as it is. Each backbone returns its stage outputs so heads can pick the last stage
+and the auxiliary head the third.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchvision.models import mobilenet_v2
+from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
+
+
+class DilatedBasicBlock(BasicBlock):
+    """torchvision's BasicBlock, which refuses dilation > 1, with dilated 3x3 convolutions."""
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
+                 groups: int = 1, base_width: int = 64, dilation: int = 1, norm_layer=None) -> None:
+        super().__init__(inplanes, planes, stride, downsample, groups, base_width, 1, norm_layer)
+        if dilation > 1:
+            self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, padding=dilation, dilation=dilation, bias=False)
+            self.conv2 = nn.Conv2d(planes, planes, 3, 1, padding=dilation, dilation=dilation, bias=False)
+
+
+_RESNET_LAYERS = {18: (DilatedBasicBlock, [2, 2, 2, 2]), 50: (Bottleneck, [3, 4, 6, 3]),
+                  101: (Bottleneck, [3, 4, 23, 3])}
+
+
+class ResNetBackbone(nn.Module):
+    """ResNet with strides of layer3/layer4 replaced by dilation 2/4 (output stride 8)."""
+
+    def __init__(self, depth: int) -> None:
+        super().__init__()
+        block, layers = _RESNET_LAYERS[depth]
+        net = ResNet(block, layers, replace_stride_with_dilation=[False, True, True])
+        self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
+        self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
+        expansion = block.expansion
+        self.channels = [64 * expansion, 128 * expansion, 256 * expansion, 512 * expansion]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Return the outputs of the four stages (strides 4, 8, 8, 8)."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        c1 = self.layer1(x)
+        c2 = self.layer2(c1)
+        c3 = self.layer3(c2)
+        return [c1, c2, c3, self.layer4(c3)]
+
+
+# Indices into torchvision's MobileNetV2 `features` that end each stage (stride 4, 8, 16, 32 before dilation).
+_MBV2_STAGE_ENDS = (3, 6, 13, 17)
+
+
+class MobileNetV2Backbone(nn.Module):
+    """MobileNetV2 features up to the 320-channel block, dilated after stride 8."""
+
+    def __init__(self, width_mult: float = 1.0) -> None:
+        super().__init__()
+        features = mobilenet_v2(width_mult=width_mult).features[:18]
+        for index, block in enumerate(features):
+            dilation = 1 if index < 7 else (2 if index < 14 else 4)
+            if dilation == 1:
+                continue
+            for module in block.modules():
+                if isinstance(module, nn.Conv2d) and module.kernel_size == (3, 3):
+                    module.stride, module.dilation, module.padding = (1, 1), (dilation, dilation), (dilation, dilation)
+        self.features = features
+        self.channels = [features[end].out_channels for end in _MBV2_STAGE_ENDS]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Return the outputs of the four stages (strides 4, 8, 8, 8)."""
+        stages = []
+        start = 0
+        for end in _MBV2_STAGE_ENDS:
+            for block in self.features[start:end + 1]:
+                x = block(x)
+            stages.append(x)
+            start = end + 1
+        return stages
