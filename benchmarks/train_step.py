@@ -1,0 +1,134 @@
+"""Time per training iteration for CE, KD, RDD-TFE and RDD-TSE with the same student, teacher and batch.
+
+The methods run round-robin in one process (one iteration of each per round), so drift in
+machine load hits all of them alike; the ratio to KD is what RDD costs. The loss alone
+(forward + backward of the criterion on fixed logits) is timed too, since at small sizes
+the networks dominate and hide it.
+
+    python benchmarks/train_step.py --size 128x256 --batch 4 --rounds 8            # CPU
+    python benchmarks/train_step.py --device cuda --size 512x1024 --batch 8 --amp bf16 \
+        --channels-last --teacher-half --rounds 30                                 # GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from rdd_deploy.distill.losses import RDDLoss, kd_loss, task_loss
+from rdd_deploy.models import build_model
+
+METHODS = ("ce", "kd", "rdd_tfe", "rdd_tse")
+
+
+def make_loss(method: str, total_iters: int) -> Callable[[dict, dict, torch.Tensor], torch.Tensor]:
+    """The loss of one method as a function of (student outputs, teacher outputs, labels)."""
+    if method == "ce":
+        return lambda s, t, y: task_loss(s["out"], y)
+    if method == "kd":
+        return lambda s, t, y: task_loss(s["out"], y) + kd_loss(s["out"], t["out"])
+    criterion = RDDLoss(total_iters=total_iters)
+    iteration = 0 if method == "rdd_tfe" else total_iters - 1
+    return lambda s, t, y: criterion(s, t, y, iteration).total
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work so that wall-clock times are real."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def main() -> None:
+    """Run the benchmark and print one JSON document."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--student", default="deeplabv3_r18")
+    parser.add_argument("--teacher", default="deeplabv3_r101")
+    parser.add_argument("--size", default="128x256")
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--classes", type=int, default=19)
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--amp", choices=["off", "bf16", "fp16"], default="off")
+    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--teacher-half", action="store_true")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    height, width = (int(v) for v in args.size.split("x"))
+    memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
+    student = build_model(args.student, args.classes).to(device, memory_format=memory_format).train()
+    teacher = build_model(args.teacher, args.classes, aux_head=True).to(device, memory_format=memory_format).eval()
+    if args.teacher_half:
+        teacher = teacher.half() if device.type == "cuda" else teacher.bfloat16()
+    teacher.requires_grad_(False)
+    optimizer = torch.optim.SGD(student.parameters(), lr=1e-3, momentum=0.9)
+    images = torch.randn(args.batch, 3, height, width, device=device).contiguous(memory_format=memory_format)
+    labels = torch.randint(0, args.classes, (args.batch, height, width), device=device)
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.amp)
+    scaler = torch.amp.GradScaler(device.type, enabled=args.amp == "fp16")
+    losses = {method: make_loss(method, 1000) for method in METHODS}
+
+    def step(method: str) -> None:
+        with torch.no_grad():
+            t_out = teacher(images.to(next(teacher.parameters()).dtype))
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            s_out = student(images)
+        loss = losses[method](s_out, t_out, labels)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+    with torch.no_grad():
+        fixed_student = {k: v.detach().float() for k, v in student(images).items()}
+        fixed_teacher = {k: v.detach().float() for k, v in teacher(images.to(next(teacher.parameters()).dtype)).items()}
+
+    def loss_only(method: str) -> None:
+        logits = {"out": fixed_student["out"].clone().requires_grad_(True)}
+        losses[method](logits, fixed_teacher, labels).backward()
+
+    timings: dict[str, dict[str, list[float]]] = {"step": {m: [] for m in METHODS}, "loss": {m: [] for m in METHODS}}
+    for round_index in range(args.warmup + args.rounds):
+        for kind, function in (("step", step), ("loss", loss_only)):
+            for method in METHODS:
+                synchronize(device)
+                start = time.perf_counter()
+                function(method)
+                synchronize(device)
+                if round_index >= args.warmup:
+                    timings[kind][method].append((time.perf_counter() - start) * 1e3)
+    if device.type == "cuda":
+        peak_memory_gib = torch.cuda.max_memory_allocated(device) / 2**30
+    else:
+        peak_memory_gib = None
+
+    result = {
+        "settings": {**vars(args), "json": None, "torch": torch.__version__, "threads": torch.get_num_threads(),
+                     "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+                     or platform.machine()},
+        "peak_memory_gib": peak_memory_gib,
+    }
+    for kind in ("step", "loss"):
+        medians = {m: statistics.median(timings[kind][m]) for m in METHODS}
+        result[kind] = {m: {"median_ms": round(medians[m], 3), "min_ms": round(min(timings[kind][m]), 3),
+                            "vs_kd": round(medians[m] / medians["kd"], 4), "vs_ce": round(medians[m] / medians["ce"], 4)}
+                        for m in METHODS}
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
