@@ -54,6 +54,12 @@ def tfe_difficulty(teacher_logits: torch.Tensor, teacher_aux_logits: torch.Tenso
         return torch.exp(-divergence.clamp_min(0.0))
 
 
+def _max_log_prob(logits: torch.Tensor) -> torch.Tensor:
+    """log(max softmax probability) per pixel without materialising the C-channel log-softmax."""
+    logits = logits.float()
+    return logits.amax(dim=1) - logits.logsumexp(dim=1)
+
+
 def _log_confidence(log_probs: torch.Tensor, confidence: Confidence, target: torch.Tensor | None,
                     ignore_index: int) -> torch.Tensor:
     if confidence == "max":
@@ -87,13 +93,10 @@ def _combine(hard_student: torch.Tensor, hard_teacher: torch.Tensor, mode: Mode)
     raise ValueError(f"mode must be 'xor', 'and' or 'or', got {mode!r}")
 
 
-def _tse_from_log_probs(log_ps: torch.Tensor, log_pt: torch.Tensor, threshold: float, mode: Mode,
-                        target: torch.Tensor | None, confidence: Confidence, ignore_index: int,
-                        min_kept: int = 0) -> torch.Tensor:
-    valid = None if target is None else target != ignore_index
-    hard_s = _hard_pixels(_log_confidence(log_ps, confidence, target, ignore_index), threshold, valid, min_kept)
-    hard_t = _hard_pixels(_log_confidence(log_pt, confidence, target, ignore_index), threshold, valid, min_kept)
-    selected = _combine(hard_s, hard_t, mode)
+def _select(log_conf_s: torch.Tensor, log_conf_t: torch.Tensor, threshold: float, mode: Mode,
+            valid: torch.Tensor | None, min_kept: int = 0) -> torch.Tensor:
+    selected = _combine(_hard_pixels(log_conf_s, threshold, valid, min_kept),
+                        _hard_pixels(log_conf_t, threshold, valid, min_kept), mode)
     if valid is not None:
         selected = selected & valid
     return selected.float()
@@ -103,9 +106,11 @@ def tse_difficulty(student_logits: torch.Tensor, teacher_logits: torch.Tensor, t
                    mode: Mode = "xor", target: torch.Tensor | None = None, confidence: Confidence = "max",
                    ignore_index: int = 255) -> torch.Tensor:
     """Eq. 8-9: RD_TSE = hard_s XOR hard_t (or AND / OR), a float 0/1 map [N,H,W]; ignored pixels are 0."""
+    valid = None if target is None else target != ignore_index
     with torch.no_grad(), torch.autocast(student_logits.device.type, enabled=False):
-        return _tse_from_log_probs(_log_probs(student_logits), _log_probs(teacher_logits), threshold, mode,
-                                   target, confidence, ignore_index)
+        log_conf_s = _log_confidence(_log_probs(student_logits), confidence, target, ignore_index)
+        log_conf_t = _log_confidence(_log_probs(teacher_logits), confidence, target, ignore_index)
+        return _select(log_conf_s, log_conf_t, threshold, mode, valid)
 
 
 def pixel_cross_entropy(log_probs: torch.Tensor, target: torch.Tensor, ignore_index: int = 255) -> torch.Tensor:
@@ -200,7 +205,7 @@ class RDDLoss(nn.Module):
                     denominator = torch.tensor(float(target.numel()), device=target.device) if self.official \
                         else pixel_weights.sum()
                 else:
-                    rd = self._tse_map(log_ps.detach(), t_logits, target)
+                    rd = self._tse_map(log_ps.detach(), s_logits, t_logits, target)
                     denominator = (rd * pixel_weights).sum() if self.official else pixel_weights.sum()
                 term = _safe_ratio((rd * ce).sum(), denominator)
                 total = total + weight * term
@@ -223,8 +228,19 @@ class RDDLoss(nn.Module):
         # RD is computed at the teacher's resolution and upsampled, as cheap as it is smooth.
         return upsample_logits(rd.unsqueeze(1), target.shape[-2:]).squeeze(1)
 
-    def _tse_map(self, log_ps: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def _tse_map(self, log_ps: torch.Tensor, student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                 target: torch.Tensor) -> torch.Tensor:
+        size = target.shape[-2:]
+        valid = target != self.ignore_index
         with torch.no_grad():
-            log_pt = _log_probs(upsample_logits(teacher_logits.detach(), target.shape[-2:]))
-            return _tse_from_log_probs(log_ps, log_pt, self.threshold, self.mode, target, self.confidence,
-                                       self.ignore_index, self.min_kept)
+            if self.confidence == "max":
+                # Like RD_TFE, each network's confidence is taken at its own resolution and upsampled: one
+                # channel to resize instead of C, and the same treatment for student and teacher.
+                log_conf_s, log_conf_t = (
+                    upsample_logits(_max_log_prob(logits.detach()).unsqueeze(1), size).squeeze(1)
+                    for logits in (student_logits, teacher_logits))
+            else:
+                log_conf_s = _log_confidence(log_ps, "target", target, self.ignore_index)
+                log_pt = _log_probs(upsample_logits(teacher_logits.detach(), size))
+                log_conf_t = _log_confidence(log_pt, "target", target, self.ignore_index)
+            return _select(log_conf_s, log_conf_t, self.threshold, self.mode, valid, self.min_kept)

@@ -113,15 +113,40 @@ def test_stage_switch_at_exact_iteration():
     assert RDDLoss(total_iters=100, tfe_fraction=0.0).stage(0) == "tse"
 
 
-def test_logits_at_one_eighth_are_upsampled_to_label_size():
+def _up(x: torch.Tensor, size=(16, 24)) -> torch.Tensor:
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def test_tse_at_one_eighth_compares_upsampled_confidence_maps():
+    # Paper preset: each network's log max-probability is taken at its own (1/8) resolution and upsampled as one
+    # channel, as TFE does with RD; CE is on the upsampled student logits.
     torch.manual_seed(0)
-    s, t = torch.randn(1, 3, 2, 3), torch.randn(1, 3, 2, 3)
+    s, t = torch.randn(1, 3, 2, 3) * 2, torch.randn(1, 3, 2, 3) * 2
     target = torch.randint(0, 3, (1, 16, 24))
-    criterion = RDDLoss(total_iters=10, tfe_fraction=0.0, kd_weight=0.0)
-    low = criterion({"out": s}, {"out": t}, target, 5).total
-    up = lambda x: F.interpolate(x, size=(16, 24), mode="bilinear", align_corners=False)  # noqa: E731
-    full = criterion({"out": up(s)}, {"out": up(t)}, target, 5).total
-    assert low.item() == pytest.approx(full.item(), abs=1e-6)
+    target[0, :2] = 255
+    out = RDDLoss(total_iters=10, tfe_fraction=0.0, kd_weight=0.0)({"out": s}, {"out": t}, target, 5)
+    log_conf = lambda x: _up(F.log_softmax(x, 1).max(1, keepdim=True).values)[:, 0]  # noqa: E731
+    valid = target != 255
+    rd = ((log_conf(s) <= math.log(0.7)) ^ (log_conf(t) <= math.log(0.7))) & valid
+    ce = F.cross_entropy(_up(s), target, ignore_index=255, reduction="none")
+    assert 0 < rd.sum() < valid.sum()  # the example selects some pixels, not all
+    assert out.terms["task"].item() == pytest.approx(((rd * ce).sum() / valid.sum()).item(), abs=1e-6)
+
+
+@pytest.mark.parametrize("preset, iteration", [("paper", 0), ("official", 0), ("official", 5)])
+def test_tfe_and_official_tse_at_one_eighth_equal_the_upsampled_computation(preset, iteration):
+    torch.manual_seed(0)
+    s, t, a = torch.randn(1, 3, 2, 3), torch.randn(1, 3, 2, 3), torch.randn(1, 3, 2, 3)
+    target = torch.randint(0, 3, (1, 16, 24))
+    criterion = RDDLoss(total_iters=10, preset=preset, kd_weight=0.0, min_kept=0)
+    low = criterion({"out": s}, {"out": t, "aux": a}, target, iteration).total
+    if iteration == 0:  # TFE: RD is computed at 1/8 and upsampled
+        rd = _up(tfe_difficulty(t, a, "aux_main" if preset == "official" else "main_aux")[:, None])[:, 0]
+        ce = F.cross_entropy(_up(s), target, reduction="none")
+        assert low.item() == pytest.approx((rd * ce).mean().item(), abs=1e-6)
+    else:  # official TSE upsamples the logits themselves
+        full = criterion({"out": _up(s)}, {"out": _up(t), "aux": _up(a)}, target, iteration).total
+        assert low.item() == pytest.approx(full.item(), abs=1e-6)
 
 
 def test_empty_selection_and_all_ignored_batch_give_finite_loss_and_gradients():
