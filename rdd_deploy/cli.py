@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from typing import Optional
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
@@ -44,6 +45,172 @@ def models_command() -> None:
 # --- export -------------------------------------------------------------------------------------------------
 
 # --- runtime ------------------------------------------------------------------------------------------------
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from rich.progress import Progress
+
+    from rdd_deploy.runtime import Segmenter
+
+
+def _backend_option() -> typer.models.OptionInfo:
+    return typer.Option("auto", "--backend", help="auto (by file suffix), onnxruntime or tensorrt.")
+
+
+def _providers_option() -> typer.models.OptionInfo:
+    return typer.Option(None, "--providers", help="Comma-separated ONNX Runtime providers (default: TensorRT, "
+                                                  "CUDA, CPU, whichever this build has).")
+
+
+def _json_option(what: str) -> typer.models.OptionInfo:
+    return typer.Option(None, "--json", help=f"Also write the {what} as JSON (atomically).")
+
+
+def _open_segmenter(path: Path, backend: str, providers: Optional[str], like: Segmenter | None = None) -> Segmenter:
+    """An exported model, or a .pt checkpoint run in PyTorch (torch is imported only then)."""
+    if path.suffix.lower() in (".pt", ".pth"):
+        from rdd_deploy.parity import torch_segmenter
+        return torch_segmenter(path, like=like)
+    from rdd_deploy.runtime import Segmenter
+    return Segmenter.from_file(path, backend, providers.split(",") if providers else None)
+
+
+def _write_json(path: Optional[Path], payload: dict) -> None:
+    if path is not None:
+        import json
+        from rdd_deploy.atomic import atomic_write_text
+        atomic_write_text(path, json.dumps(payload, indent=2) + "\n")
+        console.print(f"wrote {path}")
+
+
+def _val_samples(data: str, max_images: Optional[int], num_classes: int) -> tuple[Iterator, int, Optional[int]]:
+    """(image, label) pairs of a data set's val split, their count, and the data set's ignore index."""
+    from rdd_deploy.data import build_dataset
+    from rdd_deploy.runtime.evaluate import dataset_samples
+    dataset = build_dataset(data, split="val")
+    info = getattr(dataset, "info", None)
+    names = getattr(info, "class_names", None)
+    if names is not None and len(names) != num_classes:
+        raise RDDError(f"data set {data} has {len(names)} classes but the model has {num_classes}")
+    count = len(dataset) if max_images is None else min(len(dataset), max_images)
+    return dataset_samples(dataset, max_images), count, getattr(info, "ignore_index", None)
+
+
+def _progress() -> Progress:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    console=console, transient=True)
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    """'512x1024' -> (512, 1024)."""
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise RDDError(f"--input-size must look like 512x1024 (height x width), got '{text}'") from None
+    return height, width
+
+
+@app.command("bench")
+def bench_command(
+    models: list[Path] = typer.Argument(..., help="Exported models (.onnx, .engine) and/or .pt checkpoints."),
+    input_size: Optional[str] = typer.Option(None, "--input-size", help="Test image HxW, e.g. 512x1024 "
+                                             "(default: the first exported model's export size, else 512x1024)."),
+    batch: int = typer.Option(1, "--batch", min=1), warmup: int = typer.Option(20, "--warmup", min=0),
+    iters: int = typer.Option(200, "--iters", min=1), json_out: Optional[Path] = _json_option("latency reports"),
+    backend: str = _backend_option(), providers: Optional[str] = _providers_option(),
+) -> None:
+    """Latency of each model, engine-only and end-to-end, in one table; checkpoints run in PyTorch."""
+    from rdd_deploy.runtime.latency import benchmark, speedups
+    from rdd_deploy.runtime.tables import bench_table
+    segmenters = [_open_segmenter(path, backend, providers) for path in models]
+    if input_size is not None:
+        size = _parse_size(input_size)
+    else:
+        size = next((s.info.input_size for s in segmenters if s.engine.backend != "torch" and s.info.input_size),
+                    (512, 1024))
+    reports = []
+    for path, segmenter in zip(models, segmenters):
+        with console.status(f"timing {path} ({warmup} warm-up + 2x{iters} runs)"):
+            reports.append(benchmark(segmenter, size, batch, warmup, iters, model_path=path))
+    reference = next((i for i, s in enumerate(segmenters) if s.engine.backend == "torch"), 0)
+    Console().print(bench_table(reports, reference))
+    results = [{**r.to_dict(), "speedup_vs_reference": x} for r, x in zip(reports, speedups(reports, reference))]
+    _write_json(json_out, {"reference": str(models[reference]), "results": results})
+
+
+@app.command("validate")
+def validate_command(
+    model: Path = typer.Argument(..., help="Exported model (.onnx, .engine)."),
+    data: str = typer.Option(..., "--data", help="Data set as name:path, e.g. cityscapes:/data/cityscapes."),
+    max_images: Optional[int] = typer.Option(None, "--max-images", min=1, help="Validate on the first N images."),
+    json_out: Optional[Path] = _json_option("scores"),
+    backend: str = _backend_option(), providers: Optional[str] = _providers_option(),
+) -> None:
+    """mIoU and per-class IoU of an exported model on a data set's val split."""
+    from rdd_deploy.runtime.evaluate import evaluate
+    from rdd_deploy.runtime.tables import validation_table
+    segmenter = _open_segmenter(model, backend, providers)
+    samples, count, ignore_index = _val_samples(data, max_images, segmenter.info.num_classes)
+    with _progress() as progress:
+        task = progress.add_task(f"validating {model.name}", total=count)
+        result = evaluate(segmenter, samples, ignore_index, on_image=lambda: progress.advance(task))
+    Console().print(validation_table(result))
+    _write_json(json_out, {"data": data, **result})
+
+
+@app.command("parity")
+def parity_command(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="The PyTorch checkpoint (.pt) the model came from."),
+    model: Path = typer.Option(..., "--model", help="Exported model (.onnx, .engine)."),
+    data: Optional[str] = typer.Option(None, "--data", help="name:path of a labelled data set (val split); "
+                                       "default: scikit-image's sample photos, argmax agreement only."),
+    max_images: Optional[int] = typer.Option(None, "--max-images", min=1),
+    json_out: Optional[Path] = _json_option("parity report"),
+    min_agreement: Optional[float] = typer.Option(None, "--min-agreement", help="Percent of pixels whose argmax "
+                                                  "must match (default by precision: fp32 99.9, fp16 99, int8 97)."),
+    max_miou_drop: Optional[float] = typer.Option(None, "--max-miou-drop", help="Largest allowed |mIoU difference| "
+                                                  "in points (default by precision: fp32 0.1, fp16 0.5, int8 1)."),
+    backend: str = _backend_option(), providers: Optional[str] = _providers_option(),
+) -> None:
+    """Same images through PyTorch and the exported model; exit 1 when a tolerance is broken."""
+    from rdd_deploy.parity import reference_photos
+    from rdd_deploy.runtime.parity import compare
+    from rdd_deploy.runtime.tables import parity_table
+    candidate = _open_segmenter(model, backend, providers)
+    reference = _open_segmenter(checkpoint, "auto", None, like=candidate)
+    if data is not None:
+        samples, count, ignore_index = _val_samples(data, max_images, candidate.info.num_classes)
+    else:
+        samples, ignore_index = reference_photos()[:max_images], None
+        count = len(samples)
+    with _progress() as progress:
+        task = progress.add_task(f"comparing {model.name} with {checkpoint.name}", total=count)
+        report = compare(reference, candidate, samples, min_agreement, max_miou_drop, ignore_index,
+                         on_image=lambda: progress.advance(task))
+    Console().print(parity_table(report, f"parity: {model.name} vs {checkpoint.name}"))
+    _write_json(json_out, {"checkpoint": str(checkpoint), "model": str(model), "data": data, **report.to_dict()})
+    for failure in report.failures:
+        console.print(f"[bold red]parity failed:[/] {failure}", highlight=False, soft_wrap=True)
+    if not report.passed:
+        raise typer.Exit(1)
+    console.print("[bold green]parity passed[/]")
+
+
+@app.command("predict")
+def predict_command(
+    model: Path = typer.Argument(..., help="Exported model (.onnx, .engine)."),
+    images: list[Path] = typer.Argument(..., help="Image files and/or folders of images (RGB)."),
+    out: Path = typer.Option(..., "--out", help="Folder for <name>.png palette masks."),
+    overlay: bool = typer.Option(False, "--overlay", help="Also write <name>_overlay.png, the mask over the photo."),
+    backend: str = _backend_option(), providers: Optional[str] = _providers_option(),
+) -> None:
+    """Class-index masks as palette PNGs (pixel value = class), optionally colour overlays."""
+    from rdd_deploy.runtime.masks import write_predictions
+    segmenter = _open_segmenter(model, backend, providers)
+    written = write_predictions(segmenter, images, out, overlay)
+    console.print(f"wrote {len(written)} files to {out}")
 
 
 def run() -> None:

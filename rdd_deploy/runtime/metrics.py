@@ -1,0 +1,70 @@
+"""Segmentation metrics from a confusion matrix: per-class IoU, mIoU and pixel accuracy (numpy only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+class SegmentationMetric:
+    """Accumulates a [C, C] confusion matrix (rows: target class, columns: predicted class) over many images.
+
+    The matrix is a plain int64 array so that distributed training can all-reduce it (sum) across ranks
+    and assign it back through `confusion`, or combine metrics with `merge`.
+    """
+
+    def __init__(self, num_classes: int, ignore_index: int = 255) -> None:
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        self.num_classes = int(num_classes)
+        self.ignore_index = int(ignore_index)
+        self._confusion = np.zeros((self.num_classes, self.num_classes), dtype=np.int64)
+
+    @property
+    def confusion(self) -> np.ndarray:
+        """The accumulated [C, C] int64 confusion matrix."""
+        return self._confusion
+
+    @confusion.setter
+    def confusion(self, matrix: np.ndarray) -> None:
+        matrix = np.asarray(matrix)
+        if matrix.shape != self._confusion.shape:
+            raise ValueError(f"confusion must have shape {self._confusion.shape}, got {matrix.shape}")
+        self._confusion = matrix.astype(np.int64, copy=True)
+
+    def reset(self) -> None:
+        """Forget everything accumulated so far."""
+        self._confusion[:] = 0
+
+    def update(self, pred: np.ndarray, target: np.ndarray) -> None:
+        """Add one prediction/label pair of any matching shape; target pixels equal to ignore_index are skipped."""
+        pred, target = np.asarray(pred), np.asarray(target)
+        if pred.shape != target.shape:
+            raise ValueError(f"prediction shape {pred.shape} does not match target shape {target.shape}")
+        keep = target != self.ignore_index
+        pred, target = pred[keep].astype(np.int64), target[keep].astype(np.int64)
+        for name, values in (("target", target), ("prediction", pred)):
+            if values.size and (values.min() < 0 or values.max() >= self.num_classes):
+                bad = values[(values < 0) | (values >= self.num_classes)][0]
+                raise ValueError(f"{name} holds class {bad}, outside 0..{self.num_classes - 1} "
+                                 f"(ignore_index is {self.ignore_index})")
+        counts = np.bincount(target * self.num_classes + pred, minlength=self.num_classes ** 2)
+        self._confusion += counts.reshape(self.num_classes, self.num_classes)
+
+    def merge(self, other: SegmentationMetric) -> None:
+        """Add another metric's confusion matrix to this one (same number of classes)."""
+        if other.num_classes != self.num_classes:
+            raise ValueError(f"cannot merge a {other.num_classes}-class metric into a {self.num_classes}-class one")
+        self._confusion += other.confusion
+
+    def compute(self) -> dict[str, Any]:
+        """miou (nanmean over classes present in prediction or target), iou per class (NaN if absent), pixel_acc."""
+        matrix = self._confusion.astype(np.float64)
+        hits = np.diag(matrix)
+        union = matrix.sum(axis=0) + matrix.sum(axis=1) - hits
+        with np.errstate(invalid="ignore", divide="ignore"):
+            iou = np.where(union > 0, hits / union, np.nan)
+            pixel_acc = hits.sum() / matrix.sum() if matrix.sum() else float("nan")
+        miou = float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan")
+        return {"miou": miou, "iou": iou, "pixel_acc": float(pixel_acc), "confusion": self._confusion.copy()}

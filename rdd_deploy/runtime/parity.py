@@ -1,0 +1,123 @@
+"""Parity: does an exported model still predict what the PyTorch model predicts? (numpy statistics only)
+
+Both models go through the same Segmenter preprocessing, so differences come from the export alone.
+mIoU values are in percentage points; agreement is the percentage of pixels whose argmax matches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rdd_deploy.errors import RDDError
+from rdd_deploy.runtime.metrics import SegmentationMetric
+from rdd_deploy.runtime.segmenter import Segmenter
+
+# precision -> (minimum argmax agreement %, largest |mIoU difference| in points)
+TOLERANCES: dict[str, tuple[float, float]] = {"fp32": (99.9, 0.1), "fp16": (99.0, 0.5), "int8": (97.0, 1.0)}
+Sample = tuple[np.ndarray, np.ndarray | None]  # (HxWx3 uint8 image, HxW label or None)
+
+
+@dataclass
+class ParityReport:
+    """Agreement, logit errors and mIoU of a candidate against a reference, judged against tolerances."""
+
+    precision: str
+    images: int
+    pixels: int
+    agreement: float  # % of pixels with the same argmax
+    max_abs_error: float
+    mean_abs_error: float
+    reference_miou: float | None  # % points; None without labels
+    candidate_miou: float | None
+    miou_diff: float | None  # candidate - reference, points
+    min_agreement: float
+    max_miou_drop: float  # largest allowed |miou_diff|
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        """True when no tolerance is broken."""
+        return not self.failures
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict including `passed`."""
+        return {**asdict(self), "passed": self.passed}
+
+
+class ParityAccumulator:
+    """Collects per-image comparisons; `report()` judges them."""
+
+    def __init__(self, num_classes: int, ignore_index: int = 255) -> None:
+        self.images = self.pixels = self.agree = 0
+        self.abs_sum, self.abs_count, self.abs_max = 0.0, 0, 0.0
+        self.reference = SegmentationMetric(num_classes, ignore_index)
+        self.candidate = SegmentationMetric(num_classes, ignore_index)
+        self.labelled = 0
+
+    def update(self, reference: np.ndarray, candidate: np.ndarray, label: np.ndarray | None = None) -> None:
+        """Compare one image's [C, H, W] logits; with a label also score both argmaxes."""
+        if reference.shape != candidate.shape:
+            raise RDDError(f"reference logits {list(reference.shape)} and candidate logits "
+                           f"{list(candidate.shape)} differ in shape")
+        ref_mask, cand_mask = reference.argmax(axis=0), candidate.argmax(axis=0)
+        error = np.abs(reference.astype(np.float32) - candidate.astype(np.float32))
+        self.images += 1
+        self.pixels += ref_mask.size
+        self.agree += int((ref_mask == cand_mask).sum())
+        self.abs_sum += float(error.sum(dtype=np.float64))
+        self.abs_count += error.size
+        self.abs_max = max(self.abs_max, float(error.max()))
+        if label is not None:
+            self.reference.update(ref_mask, label)
+            self.candidate.update(cand_mask, label)
+            self.labelled += 1
+
+    def report(self, precision: str, min_agreement: float | None = None,
+               max_miou_drop: float | None = None) -> ParityReport:
+        """Judge the statistics; tolerances default to TOLERANCES[precision]."""
+        if precision not in TOLERANCES:
+            raise RDDError(f"no parity tolerances for precision '{precision}' (known: {', '.join(TOLERANCES)})")
+        if self.images == 0:
+            raise RDDError("parity compared no images")
+        default_agreement, default_drop = TOLERANCES[precision]
+        min_agreement = default_agreement if min_agreement is None else min_agreement
+        max_miou_drop = default_drop if max_miou_drop is None else max_miou_drop
+        agreement = 100.0 * self.agree / self.pixels
+        ref_miou = cand_miou = diff = None
+        if self.labelled:
+            ref_miou = 100.0 * self.reference.compute()["miou"]
+            cand_miou = 100.0 * self.candidate.compute()["miou"]
+            diff = cand_miou - ref_miou
+        failures = []
+        if agreement < min_agreement:
+            failures.append(f"argmax agreement {agreement:.3f}% is below {min_agreement}% ({precision})")
+        if diff is not None and not abs(diff) <= max_miou_drop:
+            failures.append(f"mIoU {cand_miou:.2f} differs from the reference {ref_miou:.2f} by {diff:+.2f} points "
+                            f"(allowed {max_miou_drop}, {precision})")
+        return ParityReport(precision=precision, images=self.images, pixels=self.pixels, agreement=agreement,
+                            max_abs_error=self.abs_max, mean_abs_error=self.abs_sum / self.abs_count,
+                            reference_miou=ref_miou, candidate_miou=cand_miou, miou_diff=diff,
+                            min_agreement=min_agreement, max_miou_drop=max_miou_drop, failures=failures)
+
+
+def compare(reference: Segmenter, candidate: Segmenter, samples: Iterable[Sample],
+            min_agreement: float | None = None, max_miou_drop: float | None = None, ignore_index: int | None = None,
+            on_image: Callable[[], None] | None = None) -> ParityReport:
+    """Run every sample through both segmenters and judge the candidate at its own precision.
+
+    ignore_index: the labels' ignore value (the data set's), by default the candidate's metadata.
+    """
+    if reference.info.num_classes != candidate.info.num_classes:
+        raise RDDError(f"the reference has {reference.info.num_classes} classes but {candidate.source} has "
+                       f"{candidate.info.num_classes}")
+    ignore = candidate.info.ignore_index if ignore_index is None else ignore_index
+    stats = ParityAccumulator(candidate.info.num_classes, ignore)
+    for image, label in samples:
+        stats.update(reference.logits(image), candidate.logits(image), label)
+        if on_image is not None:
+            on_image()
+    return stats.report(candidate.info.precision, min_agreement, max_miou_drop)

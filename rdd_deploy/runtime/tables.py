@@ -1,0 +1,77 @@
+"""Rich tables for the runtime commands: one table per report, the settings in its title."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from rdd_deploy.runtime.latency import LatencyReport, speedups
+from rdd_deploy.runtime.parity import ParityReport
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    """A number with fixed digits, or an en dash for a missing one."""
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _runs_on(settings: dict[str, Any]) -> str:
+    """Backend and provider in a few characters: 'ort CPU', 'ort CUDA', 'TensorRT 10.3', 'torch cpu'."""
+    provider = str(settings["provider"]).replace("ExecutionProvider", "")
+    if settings["backend"] == "onnxruntime":
+        return f"ort {provider}"
+    return provider if settings["backend"] == "tensorrt" else f"{settings['backend']} {provider}"
+
+
+def bench_table(reports: Sequence[LatencyReport], reference: int = 0) -> Table:
+    """One row per model: engine-only order statistics, end-to-end summary and speed-up vs reports[reference]."""
+    first = reports[0].settings
+    title = (f"latency in ms · input {first['input_size'][0]}x{first['input_size'][1]} · batch {first['batch']} · "
+             f"warm-up {first['warmup']} · {first['iters']} runs · host {first['host']} · "
+             "e2e = uint8 image to mask")
+    table = Table(title=title, title_justify="left")
+    for name in ("model", "format", "MB", "runs on"):
+        table.add_column(name)
+    for name in ("min", "mean", "p50", "p90", "p99", "std", "FPS", "e2e mean", "e2e p99", "e2e FPS"):
+        table.add_column(name, justify="right")
+    table.add_column(f"x vs {reports[reference].settings['format']}", justify="right")
+    for report, speedup in zip(reports, speedups(reports, reference)):
+        s, e, x = report.settings, report.engine, report.end_to_end
+        table.add_row(Path(s["model"]).name, f"{s['format']} {s['precision']}", _fmt(s["file_size_mb"], 1),
+                      _runs_on(s), _fmt(e.min_ms), _fmt(e.mean_ms), _fmt(e.median_ms), _fmt(e.p90_ms),
+                      _fmt(e.p99_ms), _fmt(e.std_ms), _fmt(e.fps, 1), _fmt(x.mean_ms), _fmt(x.p99_ms),
+                      _fmt(x.fps, 1), f"{speedup:.2f}x")
+    return table
+
+
+def validation_table(result: dict[str, Any]) -> Table:
+    """Per-class IoU and the mIoU of one validation run."""
+    title = f"{result['model']} ({result['precision']}) on {result['images']} images"
+    table = Table(title=title, title_justify="left")
+    table.add_column("class")
+    table.add_column("IoU %", justify="right")
+    for name, iou in result["iou"].items():
+        table.add_row(name, _fmt(None if iou is None else 100 * iou))
+    table.add_section()
+    table.add_row("[bold]mIoU[/]", f"[bold]{100 * result['miou']:.2f}[/]")
+    table.add_row("pixel accuracy", _fmt(100 * result["pixel_acc"]))
+    if result["torch_miou"] is not None:
+        table.add_row("PyTorch mIoU (metadata)", _fmt(100 * result["torch_miou"]))
+    return table
+
+
+def parity_table(report: ParityReport, title: str) -> Table:
+    """The parity statistics with the tolerance each is judged against."""
+    table = Table(title=title, title_justify="left")
+    for name in ("statistic", "value", "tolerance"):
+        table.add_column(name, justify="right" if name != "statistic" else "left")
+    table.add_row("images / pixels", f"{report.images} / {report.pixels}", report.precision)
+    table.add_row("argmax agreement %", _fmt(report.agreement, 3), f">= {report.min_agreement}")
+    table.add_row("reference mIoU", _fmt(report.reference_miou), "")
+    table.add_row("candidate mIoU", _fmt(report.candidate_miou), "")
+    table.add_row("mIoU difference (points)", _fmt(report.miou_diff), f"<= {report.max_miou_drop}")
+    table.add_row("max |logit error|", _fmt(report.max_abs_error, 5), "")
+    table.add_row("mean |logit error|", _fmt(report.mean_abs_error, 6), "")
+    return table

@@ -1,0 +1,141 @@
+"""The runtime commands: predict, bench, validate, and one red error line with exit code 1."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+import rdd_deploy.data
+from rdd_deploy.cli import app
+from rdd_deploy.errors import RDDError
+from rdd_deploy.runtime import Segmenter
+from rdd_deploy.runtime.masks import default_palette
+
+runner = CliRunner()
+
+
+def test_predict_writes_palette_masks_and_overlays(dynamic_onnx: Path, photo: np.ndarray, tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(photo).save(folder / "cat.png")
+    Image.fromarray(photo[:50, :64]).save(folder / "crop.jpg")
+    result = runner.invoke(app, ["predict", str(dynamic_onnx), str(folder), "--out", str(tmp_path / "out"),
+                                 "--overlay"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["cat.png", "cat_overlay.png", "crop.png",
+                                                                     "crop_overlay.png"]
+    mask = Image.open(tmp_path / "out" / "cat.png")
+    assert mask.mode == "P" and mask.size == (101, 75)
+    assert np.array_equal(np.asarray(mask), Segmenter.from_file(dynamic_onnx).predict(photo))
+    assert mask.getpalette()[:9] == [c for colour in default_palette(3) for c in colour]
+    assert Image.open(tmp_path / "out" / "crop_overlay.png").size == (64, 50)
+
+
+def test_predict_checks_every_image_before_writing(dynamic_onnx: Path, photo: np.ndarray, tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(photo).save(folder / "a.png")
+    Image.fromarray(photo[..., 0]).save(folder / "b.png")  # grayscale, sorted after the good one
+    result = runner.invoke(app, ["predict", str(dynamic_onnx), str(folder), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1 and isinstance(result.exception, RDDError)
+    assert "b.png is a grayscale image" in str(result.exception)
+    assert not (tmp_path / "out").exists()
+
+
+def test_bench_json_has_one_report_per_model(dynamic_onnx: Path, static_onnx: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = runner.invoke(app, ["bench", str(dynamic_onnx), str(static_onnx), "--input-size", "48x64",
+                                 "--warmup", "1", "--iters", "3", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert [r["settings"]["network_input_shape"] for r in data["results"]] == [[1, 3, 48, 64], [1, 3, 64, 64]]
+    assert all(r["engine"]["min_ms"] <= r["engine"]["median_ms"] <= r["engine"]["p99_ms"] for r in data["results"])
+
+
+def test_bench_with_checkpoint_reference(student: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = runner.invoke(app, ["bench", str(student["onnx"]), str(student["checkpoint"]), "--input-size", "32x48",
+                                 "--warmup", "1", "--iters", "2", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["reference"] == str(student["checkpoint"])
+    assert [r["settings"]["format"] for r in data["results"]] == ["onnx", "pytorch"]
+    assert data["results"][1]["speedup_vs_reference"] == 1.0
+
+
+class FakeDataset:
+    """What validate needs from rdd_deploy.data: len, info.class_names and raw(i) -> (uint8 image, label)."""
+
+    def __init__(self, photo: np.ndarray, labels: list[np.ndarray]) -> None:
+        self.photo, self.labels = photo, labels
+        self.info = SimpleNamespace(class_names=["sky", "road", "car"], ignore_index=255)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def raw(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.photo, self.labels[index]
+
+
+def test_validate_scores_against_labels(dynamic_onnx: Path, photo: np.ndarray, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    perfect = Segmenter.from_file(dynamic_onnx).predict(photo).astype(np.int64)
+    unlabelled = np.full_like(perfect, 255)
+    dataset = FakeDataset(photo, [perfect, unlabelled, perfect])
+    monkeypatch.setattr(rdd_deploy.data, "build_dataset", lambda spec, split: dataset, raising=False)
+    out = tmp_path / "val.json"
+    result = runner.invoke(app, ["validate", str(dynamic_onnx), "--data", "fake:/nowhere", "--max-images", "2",
+                                 "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    scores = json.loads(out.read_text())
+    assert scores["images"] == 2 and scores["miou"] == 1.0 and scores["pixel_acc"] == 1.0
+    assert set(scores["iou"]) == {"sky", "road", "car"}
+
+
+def test_console_script_prints_one_red_line(tmp_path: Path) -> None:
+    script = Path(sys.executable).with_name("rdd-deploy")
+    result = subprocess.run([str(script), "predict", str(tmp_path / "missing.onnx"), str(tmp_path),
+                             "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: model file not found: {tmp_path / 'missing.onnx'}"
+
+
+class FileDataset:
+    """The fallback: no raw(i), but the source file at image_path(i) and a torch label in dataset[i]."""
+
+    def __init__(self, path: Path, label: np.ndarray) -> None:
+        self.path, self.label = path, label
+        self.info = SimpleNamespace(class_names=["sky", "road", "car"])
+
+    def __len__(self) -> int:
+        return 1
+
+    def image_path(self, index: int) -> Path:
+        return self.path
+
+    def __getitem__(self, index: int) -> tuple[object, object]:
+        import torch
+
+        return torch.zeros(3, *self.label.shape), torch.from_numpy(self.label)
+
+
+def test_validate_reads_source_files(dynamic_onnx: Path, photo: np.ndarray, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "photo.png"
+    Image.fromarray(photo).save(path)
+    label = Segmenter.from_file(dynamic_onnx).predict(photo).astype(np.int64)
+    label[label == 0] = 1  # every class-0 prediction becomes wrong: IoU(0) = 0
+    monkeypatch.setattr(rdd_deploy.data, "build_dataset", lambda spec, split: FileDataset(path, label),
+                        raising=False)
+    out = tmp_path / "val.json"
+    result = runner.invoke(app, ["validate", str(dynamic_onnx), "--data", "files:/x", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["iou"]["sky"] == 0.0

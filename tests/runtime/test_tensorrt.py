@@ -1,0 +1,105 @@
+"""TensorRT backend: real engines where TensorRT and a GPU exist; the error paths everywhere."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+
+import numpy as np
+import pytest
+
+from rdd_deploy.errors import RDDError
+from rdd_deploy.runtime import Segmenter
+from rdd_deploy.runtime.tensorrt_engine import TENSORRT_MISSING
+
+HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
+needs_tensorrt = pytest.mark.skipif(not HAS_TENSORRT, reason="TensorRT is not installed (needs a CUDA GPU and "
+                                                              "pip install 'rdd-deploy[trt]')")
+
+
+def write_engine(path: Path, plan: bytes, meta: dict) -> Path:
+    path.write_bytes(plan)
+    path.with_name(path.name + ".json").write_text(json.dumps(meta))
+    return path
+
+
+@pytest.mark.skipif(HAS_TENSORRT, reason="TensorRT is installed here")
+def test_missing_tensorrt_says_what_to_install(tmp_path: Path, make_metadata) -> None:
+    plan = write_engine(tmp_path / "model.engine", b"plan", make_metadata())
+    with pytest.raises(RDDError) as error:
+        Segmenter.from_file(plan)
+    assert str(error.value) == TENSORRT_MISSING
+
+
+def fake_tensorrt_modules() -> dict[str, ModuleType]:
+    """Just enough of tensorrt and cuda-python for an engine that fails to deserialize."""
+    trt = ModuleType("tensorrt")
+    trt.__version__ = "10.3.0"
+    trt.Logger = type("Logger", (), {"WARNING": 2, "__init__": lambda self, level: None})
+    trt.Runtime = type("Runtime", (), {"__init__": lambda self, logger: None,
+                                       "deserialize_cuda_engine": lambda self, plan: None})
+    success = object()
+    props = SimpleNamespace(name=b"NVIDIA H100 80GB HBM3", major=9, minor=0)
+    cudart = ModuleType("cuda.bindings.runtime")
+    cudart.cudaError_t = SimpleNamespace(cudaSuccess=success)
+    cudart.cudaGetDeviceProperties = lambda device: (success, props)
+    bindings = ModuleType("cuda.bindings")
+    bindings.runtime = cudart
+    cuda = ModuleType("cuda")
+    cuda.bindings = bindings
+    return {"tensorrt": trt, "cuda": cuda, "cuda.bindings": bindings, "cuda.bindings.runtime": cudart}
+
+
+def test_engine_from_another_gpu_names_both(tmp_path: Path, make_metadata, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, module in fake_tensorrt_modules().items():
+        monkeypatch.setitem(sys.modules, name, module)
+    meta = make_metadata(tensorrt_version="10.3.0", device_name="Orin", compute_capability="8.7")
+    plan = write_engine(tmp_path / "model.engine", b"plan", meta)
+    with pytest.raises(RDDError, match=r"TensorRT 10\.3\.0 on NVIDIA H100 80GB HBM3 \(compute capability 9\.0\) "
+                                       r"cannot load .*model\.engine, built with TensorRT 10\.3\.0 on Orin "
+                                       r"\(compute capability 8\.7\)"):
+        Segmenter.from_file(plan)
+
+
+def test_engine_without_sidecar(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, module in fake_tensorrt_modules().items():
+        monkeypatch.setitem(sys.modules, name, module)
+    plan = tmp_path / "model.engine"
+    plan.write_bytes(b"plan")
+    with pytest.raises(RDDError, match="has no metadata sidecar .*model.engine.json"):
+        Segmenter.from_file(plan)
+
+
+@pytest.mark.trt
+@needs_tensorrt
+def test_built_engine_matches_onnxruntime(dynamic_onnx: Path, make_metadata, tmp_path: Path) -> None:
+    import tensorrt as trt
+
+    from rdd_deploy.runtime.tensorrt_engine import _import_cudart
+
+    logger = trt.Logger(trt.Logger.ERROR)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    assert parser.parse(dynamic_onnx.read_bytes())
+    config = builder.create_builder_config()
+    profile = builder.create_optimization_profile()
+    profile.set_shape("images", (1, 3, 32, 32), (1, 3, 64, 64), (2, 3, 128, 128))
+    config.add_optimization_profile(profile)
+    plan = builder.build_serialized_network(network, config)
+    _, props = _import_cudart().cudaGetDeviceProperties(0)
+    gpu = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
+    meta = make_metadata(tensorrt_version=trt.__version__, device_name=gpu,
+                         compute_capability=f"{props.major}.{props.minor}")
+    engine_path = write_engine(tmp_path / "model.engine", bytes(plan), meta)
+    segmenter, reference = Segmenter.from_file(engine_path), Segmenter.from_file(dynamic_onnx)
+    assert segmenter.engine.backend == "tensorrt" and segmenter.engine.shape_limits[1] == (2, 3, 128, 128)
+    rng = np.random.default_rng(0)
+    for size in [(96, 120), (40, 48)]:  # the second call reuses the first call's larger buffers
+        image = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+        np.testing.assert_allclose(segmenter.logits(image), reference.logits(image), atol=1e-3)
+    with pytest.raises(RDDError, match="takes images from 32x32 to 128x128 pixels"):
+        segmenter.predict(np.zeros((200, 64, 3), np.uint8))
