@@ -1,0 +1,141 @@
+"""What every data set shares: its description, strict image/label reading, and the dataset class itself."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from rdd_deploy.data.transforms import IGNORE_INDEX, train_transform
+from rdd_deploy.errors import RDDError
+from rdd_deploy.runtime.preprocess import IMAGENET_MEAN, IMAGENET_STD, normalize
+
+INVALID = -1  # lookup-table entry for a raw label value the data set never uses: loading it is an error
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a model and its exported metadata need to know about a data set's classes."""
+
+    name: str
+    num_classes: int
+    class_names: tuple[str, ...]
+    ignore_index: int = IGNORE_INDEX
+    palette: list[tuple[int, int, int]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if len(self.class_names) != self.num_classes or len(self.palette) != self.num_classes:
+            raise ValueError(f"{self.name}: {self.num_classes} classes but {len(self.class_names)} names "
+                             f"and {len(self.palette)} palette colours")
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Training augmentation settings; crop_size None means whole images and no augmentation (validation)."""
+
+    crop_size: tuple[int, int] | None = None
+    scale_range: tuple[float, float] | None = (0.5, 2.0)
+    flip: bool = True
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+
+
+def label_table(mapping: dict[int, int], valid_ignored: Sequence[int] = ()) -> np.ndarray:
+    """A 256-entry raw-id -> train-id table: `mapping` entries, `valid_ignored` ids -> 255, the rest INVALID."""
+    table = np.full(256, INVALID, dtype=np.int64)
+    table[list(valid_ignored)] = IGNORE_INDEX
+    for raw, train in mapping.items():
+        table[raw] = train
+    return table
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """Decode an image file into HxWx3 uint8 RGB (grayscale photos, common in ADE20K, are converted)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise RDDError(f"cannot read image {path}: {str(exc).splitlines()[0]}") from None
+
+
+def read_label(path: Path, table: np.ndarray) -> np.ndarray:
+    """Decode a single-channel label PNG (palette PNGs give their indices) and map it through `table`."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            raw = np.asarray(image)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise RDDError(f"cannot read label {path}: {str(exc).splitlines()[0]}") from None
+    if raw.ndim != 2:
+        raise RDDError(f"label {path} has shape {raw.shape}; labels must be single-channel class-id images")
+    values = np.unique(raw)
+    bad = values[(values < 0) | (values > 255)]
+    if bad.size == 0:
+        bad = values[table[values] == INVALID]
+    if bad.size:
+        raise RDDError(f"label {path} contains value {int(bad[0])}, outside this data set's class ids")
+    return table[raw]
+
+
+class SegmentationDataset(Dataset):
+    """(image, label) pairs from files: `raw(i)` gives uint8 pixels and train ids, `ds[i]` the training tensors."""
+
+    def __init__(self, info: DatasetInfo, pairs: list[tuple[Path, Path]], table: np.ndarray,
+                 augment: Augment) -> None:
+        self.info, self.pairs, self.table, self.augment = info, pairs, table, augment
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def image_path(self, index: int) -> Path | None:
+        """The source image file of item `index`."""
+        return self.pairs[index][0]
+
+    def raw(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """(HxWx3 uint8 RGB image, HxW int64 train-id label) with no augmentation."""
+        image_path, label_path = self.pairs[index]
+        image, label = read_rgb(image_path), read_label(label_path, self.table)
+        if image.shape[:2] != label.shape:
+            raise RDDError(f"image {image_path} is {image.shape[0]}x{image.shape[1]} but its label {label_path} "
+                           f"is {label.shape[0]}x{label.shape[1]}")
+        return image, label
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, label = self.raw(index)
+        return to_tensors(image, label, self.augment)
+
+
+def to_tensors(image: np.ndarray, label: np.ndarray, augment: Augment) -> tuple[torch.Tensor, torch.Tensor]:
+    """Augment (when training) on uint8 pixels, then normalise with the runtime's one `normalize`."""
+    if augment.crop_size is not None:
+        image, label = train_transform(image, label, augment.crop_size, augment.scale_range, augment.flip,
+                                       augment.mean)
+    return torch.from_numpy(normalize(image, augment.mean, augment.std)), torch.from_numpy(label.astype(np.int64))
+
+
+def list_pairs(images: Iterable[Path], label_of: Callable[[Path], Path], where: Path,
+               limit: int | None) -> list[tuple[Path, Path]]:
+    """Pair sorted images with their labels (`label_of(image)`), name any image without one, keep the first `limit`."""
+    pairs = []
+    for image in sorted(images):
+        label = label_of(image)
+        if not label.is_file():
+            raise RDDError(f"image {image} has no label (expected {label})")
+        pairs.append((image, label))
+    if not pairs:
+        raise RDDError(f"no images found in {where}")
+    return pairs[:limit]
+
+
+def require_dir(path: Path, what: str) -> Path:
+    """Return `path` if it is a folder, else raise an error naming it."""
+    if not path.is_dir():
+        raise RDDError(f"{what} not found: {path}")
+    return path

@@ -1,0 +1,171 @@
+"""A procedural segmentation data set that ships as code, so every command runs with no download.
+
+Each image is drawn on the fly from (seed, split, index) with numpy's own generator (never a global RNG).
+It is built so that a pixel's colour says nothing about its class: every object and every piece of background
+clutter takes random colours, and the seven object classes are the crossings of four shapes with four
+textures, each sharing its shape with one class and its texture with another. Telling them apart needs the
+texture around a pixel (a few periods) and the outline of the whole object (tens of pixels), which is what a
+bigger receptive field and more capacity buy. Clutter uses the same textures on elongated blobs, objects
+occlude each other, and the labels are slightly wrong on purpose (jittered outlines, a few objects labelled
+with the confusable class) so that some pixels stay genuinely hard.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from rdd_deploy.data.base import Augment, DatasetInfo, to_tensors
+from rdd_deploy.errors import RDDError
+
+# class id -> (shape, texture); 0 is background
+CLASSES = ((None, None), ("disc", "stripes"), ("disc", "checks"), ("square", "stripes"), ("square", "dots"),
+           ("triangle", "checks"), ("triangle", "dots"), ("ring", "plain"))
+NAMES = ("background",) + tuple(f"{texture} {shape}" for shape, texture in CLASSES[1:])
+PALETTE = [(0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
+           (145, 30, 180), (70, 240, 240)]
+INFO = DatasetInfo("synthetic", len(NAMES), NAMES, palette=PALETTE)
+# the class sharing an object's shape: what a deliberately mislabelled object is called instead
+CONFUSABLE = {1: 2, 2: 1, 3: 4, 4: 3, 5: 6, 6: 5, 7: 1}
+TEXTURES = ("stripes", "checks", "dots", "plain")
+DEFAULTS = {"size": 128, "train": 512, "val": 64, "seed": 0}
+SPLIT_CODES = {"train": 0, "val": 1}
+MISLABEL_RATE = 0.04  # fraction of objects labelled with the confusable class
+OUTLINE_JITTER = 0.06  # std of the relative radius difference between drawn and labelled outlines
+
+
+@lru_cache(maxsize=4)
+def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-centre coordinates, shared by every image of one size."""
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+    return ys, xs
+
+
+def _shape_mask(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Inside-test in the object's own unit coordinates (radius 1 = the object's size)."""
+    if shape == "disc":
+        return u * u + v * v <= 1.0
+    if shape == "ring":
+        rho = u * u + v * v
+        return (rho <= 1.0) & (rho >= 0.3)
+    if shape == "square":
+        return np.maximum(np.abs(u), np.abs(v)) <= 0.8
+    if shape == "triangle":  # equilateral, inscribed in the unit circle
+        return (v >= -0.5) & (0.866 * u + 0.5 * v <= 0.5) & (-0.866 * u + 0.5 * v <= 0.5)
+    if shape == "blob":  # clutter: an ellipse, u already stretched by the caller
+        return u * u + v * v <= 1.0
+    raise ValueError(shape)
+
+
+def _texture(kind: str, xs: np.ndarray, ys: np.ndarray, period: float, angle: float, u: np.ndarray) -> np.ndarray:
+    """A 0..1 pattern over pixel coordinates: the mix weight between an object's two colours."""
+    s = (xs * np.cos(angle) + ys * np.sin(angle)) / period
+    t = (ys * np.cos(angle) - xs * np.sin(angle)) / period
+    if kind == "stripes":
+        return (s % 1.0 < 0.5).astype(np.float32)
+    if kind == "checks":
+        return ((np.floor(2 * s) + np.floor(2 * t)) % 2).astype(np.float32)
+    if kind == "dots":
+        return (((s % 1.0 - 0.5) ** 2 + (t % 1.0 - 0.5) ** 2) < 0.09).astype(np.float32)
+    return np.clip(0.25 + 0.25 * u, 0.0, 0.5).astype(np.float32)  # plain: a soft shading, no pattern
+
+
+def _paint(image: np.ndarray, label: np.ndarray | None, rng: np.random.Generator, shape: str, texture: str,
+           cls: int, stretch: float = 1.0) -> None:
+    """Draw one textured shape at a random place, size, rotation and colour pair; label its jittered outline."""
+    size = image.shape[0]
+    radius = size * (rng.uniform(0.035, 0.08) if shape == "blob" else rng.uniform(0.1, 0.22))
+    cy, cx = rng.uniform(0, size, 2)
+    rotation, angle = rng.uniform(0, 2 * np.pi, 2)
+    period = size * rng.uniform(0.04, 0.08)
+    colours = rng.integers(0, 256, (2, 3)).astype(np.float32)
+    reach = radius * max(stretch, 1.0) * 1.2
+    y0, y1 = int(max(cy - reach, 0)), int(min(cy + reach + 1, size))
+    x0, x1 = int(max(cx - reach, 0)), int(min(cx + reach + 1, size))
+    if y1 <= y0 or x1 <= x0:
+        return
+    grid_y, grid_x = _grid(size)
+    ys, xs = grid_y[y0:y1, x0:x1], grid_x[y0:y1, x0:x1]
+    dy, dx = (ys - cy) / radius, (xs - cx) / radius
+    u = (dx * np.cos(rotation) + dy * np.sin(rotation)) / stretch
+    v = dy * np.cos(rotation) - dx * np.sin(rotation)
+    mask = _shape_mask(shape, u, v)
+    mix = _texture(texture, xs, ys, period, angle, u)[..., None]
+    patch = image[y0:y1, x0:x1]
+    patch[mask] = (colours[0] + (colours[1] - colours[0]) * mix)[mask]
+    if label is not None:
+        scale = 1.0 + rng.normal(0.0, OUTLINE_JITTER)
+        label[y0:y1, x0:x1][_shape_mask(shape, u / scale, v / scale)] = cls
+
+
+def render(seed: int, split: str, index: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Image `index` of `split`: (HxWx3 uint8 RGB, HxW int64 label), identical on every call and machine."""
+    rng = np.random.default_rng((seed, SPLIT_CODES[split], index))
+    grid_y, grid_x = _grid(size)
+    # background: a random two-colour gradient
+    ends = rng.integers(0, 256, (2, 3)).astype(np.float32)
+    angle = rng.uniform(0, 2 * np.pi)
+    ramp = ((grid_x * np.cos(angle) + grid_y * np.sin(angle)) / (size * 1.5) + 0.5)[..., None]
+    image = ends[0] + (ends[1] - ends[0]) * np.clip(ramp, 0.0, 1.0)
+    label = np.zeros((size, size), dtype=np.int64)
+    clutter = lambda: _paint(image, label, rng, "blob", TEXTURES[rng.integers(4)], 0, rng.uniform(2.5, 5.0))
+    for _ in range(rng.integers(3, 7)):
+        clutter()
+    for _ in range(rng.integers(4, 8)):
+        cls = int(rng.integers(1, len(CLASSES)))
+        shape, texture = CLASSES[cls]
+        _paint(image, label, rng, shape, texture, CONFUSABLE[cls] if rng.random() < MISLABEL_RATE else cls)
+    for _ in range(rng.integers(0, 3)):  # clutter in front: occludes objects
+        clutter()
+    contrast, brightness, noise = rng.uniform(0.6, 1.2), rng.uniform(-30, 30), rng.uniform(2, 10)
+    image = (image - 128) * contrast + (128 + brightness) + noise * rng.standard_normal(image.shape, np.float32)
+    return np.clip(image, 0, 255).astype(np.uint8), label
+
+
+class SyntheticDataset(torch.utils.data.Dataset):
+    """The procedural data set: same interface as the file-backed ones, with no files."""
+
+    def __init__(self, split: str, augment: Augment, size: int, count: int, seed: int) -> None:
+        self.info, self.split, self.augment = INFO, split, augment
+        self.size, self.count, self.seed = size, count, seed
+
+    def __len__(self) -> int:
+        return self.count
+
+    def image_path(self, index: int) -> None:
+        """Synthetic images have no source file."""
+        return None
+
+    def raw(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """(HxWx3 uint8 RGB image, HxW int64 label) with no augmentation."""
+        if not 0 <= index < self.count:
+            raise IndexError(f"synthetic {self.split} has {self.count} images, no index {index}")
+        return render(self.seed, self.split, index, self.size)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return to_tensors(*self.raw(index), self.augment)
+
+
+def parse_options(options: str) -> dict[str, int]:
+    """'size=96,train=256' -> settings over DEFAULTS; anything else is an error that lists the keys."""
+    settings = dict(DEFAULTS)
+    for item in filter(None, options.split(",")):
+        key, _, value = item.partition("=")
+        if key not in DEFAULTS or not value.strip().isdigit():
+            raise RDDError(f"bad synthetic option '{item}': use synthetic or synthetic:key=N,... with keys "
+                           f"{', '.join(DEFAULTS)} (e.g. synthetic:size=96,train=256)")
+        settings[key] = int(value)
+    if settings["size"] < 32:
+        raise RDDError(f"synthetic size={settings['size']} is too small; use at least 32")
+    return settings
+
+
+def build(options: str, split: str, augment: Augment, max_images: int | None) -> SyntheticDataset:
+    """The synthetic split `split` with 'key=N,...' options (size, train, val, seed)."""
+    settings = parse_options(options)
+    count = settings[split] if max_images is None else min(settings[split], max_images)
+    if count < 1:
+        raise RDDError(f"synthetic {split} split is empty ({split}={settings[split]})")
+    return SyntheticDataset(split, augment, settings["size"], count, settings["seed"])

@@ -1,0 +1,78 @@
+"""Tiny data set trees with the real folder layouts, written with PIL into tmp_path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+H, W = 32, 48
+
+
+def write_image(path: Path, seed: int = 0, mode: str = "RGB") -> np.ndarray:
+    """A random photo in PIL `mode` (PNG or JPEG by suffix); returns the RGB pixels before any JPEG loss."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 256, (H, W, 3), dtype=np.uint8)
+    Image.fromarray(pixels).convert(mode).save(path)
+    return pixels
+
+
+def write_label(path: Path, values: list[int], palette: bool = False) -> np.ndarray:
+    """An 8-bit label PNG whose rows cycle through `values`; a palette ("P") PNG when `palette`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    label = np.resize(np.asarray(values, dtype=np.uint8), H)[:, None].repeat(W, axis=1)
+    image = Image.new("P" if palette else "L", (W, H))
+    image.putdata(label.ravel().tolist())
+    if palette:  # colours unrelated to the indices, so reading RGB instead of indices would fail the test
+        image.putpalette([c for i in range(256) for c in ((i * 37) % 256, (i * 91) % 256, (i * 13) % 256)])
+    image.save(path)
+    return label
+
+
+@pytest.fixture
+def cityscapes_root(tmp_path: Path) -> Path:
+    root = tmp_path / "cityscapes"
+    for split, city, names in (("train", "aachen", ["aachen_000000_000019", "aachen_000001_000019"]),
+                               ("train", "bremen", ["bremen_000000_000019"]), ("val", "lindau", ["lindau_000000_000019"])):
+        for i, name in enumerate(names):
+            write_image(root / "leftImg8bit" / split / city / f"{name}_leftImg8bit.png", seed=i)
+            write_label(root / "gtFine" / split / city / f"{name}_gtFine_labelIds.png", [7, 33, 0, 26, 200])
+    return root
+
+
+@pytest.fixture
+def camvid_root(tmp_path: Path) -> Path:
+    root = tmp_path / "CamVid"
+    for split, count in (("train", 3), ("val", 2), ("test", 1)):
+        for i in range(count):
+            write_image(root / split / f"0001TP_{i:06d}.png", seed=i)
+            write_label(root / f"{split}annot" / f"0001TP_{i:06d}.png", [0, 10, 11, 3])
+    return root
+
+
+@pytest.fixture
+def voc_root(tmp_path: Path) -> Path:
+    root = tmp_path / "VOC2012"
+    sets = root / "ImageSets" / "Segmentation"
+    sets.mkdir(parents=True)
+    ids = ["2007_000032", "2007_000039", "2008_000001"]
+    for i, name in enumerate(ids):
+        write_image(root / "JPEGImages" / f"{name}.jpg", seed=i)
+        write_label(root / "SegmentationClassAug" / f"{name}.png", [0, 15, 255])
+    for name in ids[:2]:
+        write_label(root / "SegmentationClass" / f"{name}.png", [0, 20, 255, 1], palette=True)
+    (sets / "train_aug.txt").write_text("\n".join(ids) + "\n")
+    (sets / "val.txt").write_text("\n".join(ids[:2]) + "\n")
+    return root
+
+
+@pytest.fixture
+def ade20k_root(tmp_path: Path) -> Path:
+    root = tmp_path / "ADEChallengeData2016"
+    for split, count in (("training", 2), ("validation", 1)):
+        for i in range(count):
+            write_image(root / "images" / split / f"ADE_{split[:5]}_{i:08d}.jpg", seed=i)
+            write_label(root / "annotations" / split / f"ADE_{split[:5]}_{i:08d}.png", [0, 1, 150])
+    return root
