@@ -9,7 +9,7 @@ import pytest
 
 from rdd_deploy.data import build_dataset
 from rdd_deploy.errors import RDDError
-from tests.data.conftest import write_image, write_label
+from .trees import write_image, write_label
 
 
 def raises(match: str | Path):
@@ -82,7 +82,7 @@ def test_label_value_out_of_range(name: str, fixture: str, label: str, value: in
     root = request.getfixturevalue(fixture)
     write_label(root / label, [0, value], palette=name == "voc")
     ds = build_dataset(f"{name}:{root}", "train" if name == "camvid" else "val")
-    with raises(f"label {root / label} contains value {value}"):
+    with raises(f"label {root / label} contains value {value}, which is not a {name} label id"):
         ds.raw(0)
 
 

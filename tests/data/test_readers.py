@@ -11,7 +11,7 @@ from PIL import Image
 
 from rdd_deploy.data import DATASETS, build_dataset
 from rdd_deploy.runtime.preprocess import normalize
-from tests.data.conftest import H, W
+from .trees import H, W, write_image
 
 
 def rows(label: np.ndarray) -> list[int]:
@@ -79,7 +79,6 @@ def test_max_images_keeps_first_in_sorted_order(camvid_root: Path) -> None:
 
 
 def test_grayscale_photo_is_converted(camvid_root: Path) -> None:
-    from tests.data.conftest import write_image
 
     write_image(camvid_root / "val" / "0001TP_000000.png", mode="L")
     image, _ = build_dataset(f"camvid:{camvid_root}", "val").raw(0)
