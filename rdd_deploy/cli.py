@@ -11,6 +11,9 @@ from rich.console import Console
 
 from rdd_deploy.errors import RDDError
 
+if TYPE_CHECKING:
+    from rdd_deploy.distill.config import TrainConfig
+
 app = typer.Typer(help="Relative Difficulty Distillation for segmentation: train, distil, export, deploy.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 console = Console(stderr=True)
@@ -41,6 +44,101 @@ def models_command() -> None:
 
 
 # --- training (distill) -------------------------------------------------------------------------------------
+
+
+def _load_recipe(config: Path, overrides: list[str], **fields: object) -> TrainConfig:
+    """A YAML recipe with `--set section.key=value` overrides, then the shortcut options that were given."""
+    from rdd_deploy.distill.config import load_config
+    shortcuts = {"data.dataset": fields.get("data"), "optim.iters": fields.get("iters"),
+                 "optim.batch_size": fields.get("batch_size"), "distill.method": fields.get("method"),
+                 "teacher.checkpoint": fields.get("teacher")}
+    given = [f"{key}={value}" for key, value in shortcuts.items() if value is not None]
+    return load_config(config, list(overrides) + given)
+
+
+def _recipe_argument() -> typer.models.ArgumentInfo:
+    return typer.Argument(..., help="YAML recipe, e.g. configs/cityscapes/deeplabv3_r18_rdd.yaml.")
+
+
+def _set_option() -> typer.models.OptionInfo:
+    return typer.Option([], "--set", help="Override a recipe field: section.key=value (repeatable), "
+                                          "e.g. --set optim.lr=0.01 --set distill.rdd.mode=or.")
+
+
+def _run_training(config: TrainConfig, out: Optional[Path], resume: bool, device: str, suffix: str = "") -> None:
+    from rdd_deploy.distill.trainer import train
+    run_dir = out or Path("runs") / f"{config.name}{suffix}"
+    train(config, run_dir, resume=resume, device=device)
+    console.print(f"[bold green]done[/]: {run_dir}/best.pt (best val mIoU), {run_dir}/last.pt", highlight=False)
+
+
+@app.command("train-teacher")
+def train_teacher_command(
+    config: Path = _recipe_argument(), overrides: list[str] = _set_option(),
+    data: Optional[str] = typer.Option(None, "--data", help="Data set NAME:PATH (overrides data.dataset)."),
+    iters: Optional[int] = typer.Option(None, "--iters", min=1), batch_size: Optional[int] = typer.Option(
+        None, "--batch-size", min=1, help="Global batch, split over torchrun's processes."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default: runs/<recipe name>)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last.pt."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda."),
+) -> None:
+    """Train a teacher with cross-entropy (plus its auxiliary head, which TFE-RDD needs)."""
+    recipe = _load_recipe(config, overrides, data=data, iters=iters, batch_size=batch_size)
+    if recipe.distill.method != "ce":
+        raise RDDError(f"{config} distils with '{recipe.distill.method}'; teachers train with method ce "
+                       "(use `rdd-deploy distill` for students)")
+    _run_training(recipe, out, resume, device)
+
+
+@app.command("distill")
+def distill_command(
+    config: Path = _recipe_argument(), overrides: list[str] = _set_option(),
+    teacher: Optional[Path] = typer.Option(None, "--teacher", help="Teacher checkpoint (overrides "
+                                           "teacher.checkpoint)."),
+    method: Optional[str] = typer.Option(None, "--method", help="ce, kd, rdd, at, cwd, at+rdd or cwd+rdd."),
+    data: Optional[str] = typer.Option(None, "--data", help="Data set NAME:PATH (overrides data.dataset)."),
+    iters: Optional[int] = typer.Option(None, "--iters", min=1), batch_size: Optional[int] = typer.Option(
+        None, "--batch-size", min=1, help="Global batch, split over torchrun's processes."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default: runs/<recipe name>-<method>)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last.pt."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda."),
+) -> None:
+    """Distil a student from a frozen teacher (RDD by default); torchrun runs it on many GPUs."""
+    recipe = _load_recipe(config, overrides, data=data, iters=iters, batch_size=batch_size, method=method,
+                          teacher=teacher)
+    _run_training(recipe, out, resume, device, suffix=f"-{recipe.distill.method}")
+
+
+def _parse_scales(text: str) -> list[float]:
+    try:
+        scales = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise RDDError(f"--scales must be comma-separated numbers such as 0.75,1,1.25, got '{text}'") from None
+    if any(s <= 0 for s in scales):
+        raise RDDError(f"--scales must be positive, got '{text}'")
+    return scales
+
+
+@app.command("evaluate")
+def evaluate_command(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Teacher or student checkpoint (.pt)."),
+    data: str = typer.Option(..., "--data", help="Data set NAME:PATH, or synthetic."),
+    split: str = typer.Option("val", "--split"),
+    flip: bool = typer.Option(False, "--flip", help="Average with the horizontally flipped prediction."),
+    scales: str = typer.Option("1.0", "--scales", help="Multi-scale test, e.g. 0.75,1,1.25."),
+    max_images: Optional[int] = typer.Option(None, "--max-images", min=1),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the result as JSON."),
+) -> None:
+    """mIoU, per-class IoU and pixel accuracy of a PyTorch checkpoint on whole images."""
+    from rdd_deploy.distill.evaluate import evaluate_checkpoint
+    from rdd_deploy.runtime.tables import validation_table
+    with _progress() as progress:
+        task = progress.add_task(f"evaluating {checkpoint.name}", total=None)
+        result = evaluate_checkpoint(checkpoint, data, split, _parse_scales(scales), flip, max_images, device,
+                                     on_image=lambda: progress.advance(task))
+    Console().print(validation_table(result))
+    _write_json(json_out, {k: v for k, v in result.items() if k != "confusion"})
 
 # --- export -------------------------------------------------------------------------------------------------
 

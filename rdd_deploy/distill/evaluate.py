@@ -1,0 +1,96 @@
+"""Validation of a PyTorch model on whole images: mIoU, per-class IoU and pixel accuracy, on 1..N processes.
+
+Each rank predicts every world_size-th image; the confusion matrices are summed across ranks and scored by
+the runtime's SegmentationMetric, so training, `rdd-deploy evaluate` and `rdd-deploy validate` share one
+definition of mIoU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+
+from rdd_deploy.distill.distributed import DistEnv, all_reduce_sum
+from rdd_deploy.errors import RDDError
+from rdd_deploy.models.segmentor import ALIGN_CORNERS, upsample_logits
+from rdd_deploy.runtime.metrics import SegmentationMetric
+
+
+def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int) -> torch.Tensor:
+    """[C, C] int64 counts (rows: target, columns: prediction) of the labelled pixels."""
+    keep = target != ignore_index
+    codes = target[keep].long() * num_classes + pred[keep].long()
+    return torch.bincount(codes, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+@torch.no_grad()
+def predict_probabilities(model: nn.Module, image: torch.Tensor, scales: Sequence[float] = (1.0,),
+                          flip: bool = False, amp_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Softmax probabilities [N,C,H,W] at the image's size, averaged over scales and (optionally) a flip."""
+    size = image.shape[-2:]
+    total = None
+    for scale in scales:
+        scaled = image if scale == 1.0 else F.interpolate(
+            image, scale_factor=scale, mode="bilinear", align_corners=ALIGN_CORNERS)
+        for flipped in ((False, True) if flip else (False,)):
+            batch = scaled.flip(-1) if flipped else scaled
+            with torch.autocast(image.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                logits = model(batch)["out"]
+            probs = upsample_logits(logits.float(), size).softmax(dim=1)
+            probs = probs.flip(-1) if flipped else probs
+            total = probs if total is None else total + probs
+    return total
+
+
+def evaluate_model(model: nn.Module, dataset: Dataset, num_classes: int, env: DistEnv, ignore_index: int = 255,
+                   scales: Sequence[float] = (1.0,), flip: bool = False, amp_dtype: torch.dtype | None = None,
+                   on_image: Callable[[], None] | None = None, class_names: Sequence[str] | None = None
+                   ) -> dict[str, Any]:
+    """Score `model` on every image of `dataset` (split over the ranks); all ranks get the same result."""
+    was_training = model.training
+    model.eval()
+    confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=env.device)
+    for index in range(env.rank, len(dataset), env.world_size):
+        image, label = dataset[index]
+        probs = predict_probabilities(model, image[None].to(env.device), scales, flip, amp_dtype)
+        confusion += confusion_matrix(probs.argmax(dim=1)[0], label.to(env.device), num_classes, ignore_index)
+        if on_image is not None:
+            on_image()
+    model.train(was_training)
+    all_reduce_sum(confusion, env)
+    metric = SegmentationMetric(num_classes, ignore_index)
+    metric.confusion = confusion.cpu().numpy()
+    result = metric.compute()
+    names = list(class_names) if class_names is not None else [str(c) for c in range(num_classes)]
+    return {"miou": result["miou"], "pixel_acc": result["pixel_acc"], "images": len(dataset),
+            "iou": {name: (None if np.isnan(v) else float(v)) for name, v in zip(names, result["iou"])},
+            "scales": list(scales), "flip": flip}
+
+
+def evaluate_checkpoint(checkpoint: str | Path, data: str, split: str = "val", scales: Sequence[float] = (1.0,),
+                        flip: bool = False, max_images: int | None = None, device: str = "auto",
+                        on_image: Callable[[], None] | None = None) -> dict[str, Any]:
+    """`rdd-deploy evaluate`: score a checkpoint on a data set split; the result carries the settings used."""
+    from rdd_deploy.checkpoint import model_from_checkpoint
+    from rdd_deploy.data import build_dataset
+    from rdd_deploy.distill.distributed import init_distributed
+
+    model, meta = model_from_checkpoint(checkpoint)
+    dataset = build_dataset(data, split, mean=tuple(meta["mean"]), std=tuple(meta["std"]), max_images=max_images)
+    info = dataset.info
+    num_classes = model.head.classifier.out_channels
+    if info.num_classes != num_classes:
+        raise RDDError(f"data set {data} has {info.num_classes} classes but {checkpoint} predicts {num_classes}")
+    env = init_distributed(device)
+    model = model.to(env.device)
+    result = evaluate_model(model, dataset, num_classes, env, info.ignore_index, scales, flip,
+                            on_image=on_image, class_names=info.class_names)
+    return {"model": str(checkpoint), "precision": "fp32 (PyTorch)", "data": data, "split": split,
+            "torch_miou": meta.get("miou"), **result}

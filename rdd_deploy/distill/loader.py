@@ -1,0 +1,77 @@
+"""Training batches that do not depend on the number of processes or on interruptions.
+
+Each epoch is one seeded permutation of the data set; a global batch is the next `batch_size` indices of it,
+dealt round-robin to the ranks. Each sample's augmentation is seeded by (seed, epoch, index). So a run on
+two processes sees exactly the batches of a run on one, and a resumed run continues with exactly the batches
+the interrupted one would have drawn, with no data-loader RNG state to save.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from rdd_deploy.distill.distributed import DistEnv
+from rdd_deploy.errors import RDDError
+
+
+class SeededAugmentation(Dataset):
+    """Wraps a training data set; item (epoch, index) is sample `index` augmented with its own seed."""
+
+    def __init__(self, dataset: Dataset, seed: int) -> None:
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, index = key
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(hash((self.seed, epoch, index)) & 0x7FFF_FFFF_FFFF_FFFF)
+            return self.dataset[index]
+
+
+class EpochSampler(Sampler):
+    """Yields (epoch, index) keys of this rank's share of full global batches, from a given global batch on."""
+
+    def __init__(self, size: int, batch_size: int, env: DistEnv, seed: int) -> None:
+        self.batches_per_epoch = size // batch_size
+        if self.batches_per_epoch == 0:
+            raise RDDError(f"the training set has {size} images, fewer than one global batch of {batch_size}")
+        self.size, self.batch_size, self.env, self.seed = size, batch_size, env, seed
+        self.epoch, self.start_batch = 0, 0
+
+    def set_position(self, epoch: int, start_batch: int) -> None:
+        """Start the next iteration at global batch `start_batch` of `epoch`."""
+        self.epoch, self.start_batch = epoch, start_batch
+
+    def __len__(self) -> int:
+        return (self.batches_per_epoch - self.start_batch) * self.batch_size // self.env.world_size
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = torch.randperm(self.size, generator=generator).tolist()
+        for batch in range(self.start_batch, self.batches_per_epoch):
+            chunk = order[batch * self.batch_size:(batch + 1) * self.batch_size]
+            for index in chunk[self.env.rank::self.env.world_size]:
+                yield self.epoch, index
+
+
+def batches(dataset: Dataset, batch_size: int, env: DistEnv, seed: int, workers: int,
+            start_iteration: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless per-rank (images, labels) batches starting at global iteration `start_iteration`."""
+    if batch_size % env.world_size:
+        raise RDDError(f"optim.batch_size {batch_size} does not split evenly over {env.world_size} processes")
+    sampler = EpochSampler(len(dataset), batch_size, env, seed)
+    loader = DataLoader(SeededAugmentation(dataset, seed), batch_size=batch_size // env.world_size,
+                        sampler=sampler, num_workers=workers, pin_memory=env.device.type == "cuda",
+                        drop_last=True, generator=torch.Generator().manual_seed(seed))
+    # The loader's own generator: otherwise each new epoch iterator draws a worker seed from the global RNG,
+    # which dropout also uses, and a resumed run would drift from the straight one.
+    epoch, start_batch = divmod(start_iteration, sampler.batches_per_epoch)
+    while True:
+        sampler.set_position(epoch, start_batch)
+        yield from loader
+        epoch, start_batch = epoch + 1, 0

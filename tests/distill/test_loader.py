@@ -1,0 +1,51 @@
+"""Batches do not depend on the number of processes or on where a run was resumed."""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+
+from rdd_deploy.data import build_dataset
+from rdd_deploy.distill.distributed import DistEnv
+from rdd_deploy.distill.loader import EpochSampler, batches
+
+from .conftest import TINY_DATA
+
+
+def _keys(world: int, rank: int, epoch: int = 0, start: int = 0) -> list[tuple[int, int]]:
+    sampler = EpochSampler(size=10, batch_size=4, env=DistEnv(rank=rank, world_size=world), seed=3)
+    sampler.set_position(epoch, start)
+    return list(sampler)
+
+
+def test_two_ranks_share_exactly_the_single_process_batches() -> None:
+    single = _keys(1, 0)
+    rank0, rank1 = _keys(2, 0), _keys(2, 1)
+    assert len(single) == 8 and len(rank0) == len(rank1) == 4  # 10 images: 2 full batches of 4, 2 left out
+    for batch in range(2):
+        assert sorted(single[4 * batch:4 * batch + 4]) == sorted(rank0[2 * batch:2 * batch + 2] + rank1[2 * batch:2 * batch + 2])
+
+
+def test_epochs_reshuffle_and_resume_position_skips_batches() -> None:
+    assert [i for _, i in _keys(1, 0, epoch=0)] != [i for _, i in _keys(1, 0, epoch=1)]
+    assert _keys(1, 0, epoch=1, start=1) == _keys(1, 0, epoch=1)[4:]
+
+
+def test_resumed_stream_equals_the_straight_one() -> None:
+    dataset = build_dataset(TINY_DATA, "train", crop_size=(24, 24))
+    env = DistEnv()
+    straight = list(itertools.islice(batches(dataset, 4, env, seed=0, workers=0, start_iteration=0), 5))
+    resumed = list(itertools.islice(batches(dataset, 4, env, seed=0, workers=0, start_iteration=3), 2))
+    for (a_img, a_lbl), (b_img, b_lbl) in zip(straight[3:], resumed):
+        assert torch.equal(a_img, b_img) and torch.equal(a_lbl, b_lbl)
+    assert not torch.equal(straight[0][0], straight[2][0])  # epoch 1 (iteration 2) is a new augmentation
+
+
+def test_augmentation_does_not_touch_the_global_rng() -> None:
+    dataset = build_dataset(TINY_DATA, "train", crop_size=(24, 24))
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    next(batches(dataset, 4, DistEnv(), seed=0, workers=0, start_iteration=0))
+    assert torch.equal(torch.rand(3), expected)
