@@ -1,0 +1,145 @@
+"""`export(checkpoint, options)`: checkpoint -> verified ONNX (fp32, then fp16/int8) -> optional TensorRT engine."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+from rdd_deploy.errors import RDDError
+from rdd_deploy.export.formats import CALIBRATION_METHODS, PRECISIONS, artifact_name, console, human_size
+
+DEFAULT_INPUT_SIZE = (512, 1024)  # Cityscapes crops, the paper's main setting
+MIN_SIDE, SIDE_MULTIPLE = 32, 8
+
+
+@dataclass
+class ExportOptions:
+    """Everything `rdd-deploy export` can be asked for; ONNX is always written (TensorRT builds from it)."""
+
+    trt: bool = False
+    precision: str = "fp32"
+    input_size: tuple[int, int] | None = None  # None: the checkpoint's crop size, else 512x1024
+    batch: int = 1
+    dynamic: bool = False
+    fused_preprocess: bool = False
+    argmax: bool = False
+    calib_data: str | None = None
+    calib_images: int = 200
+    calib_method: str = "minmax"
+    out: Path | None = None  # None: the checkpoint's folder
+    verify: bool = True
+    workspace_gib: float = 4.0
+    timing_cache: Path | None = None  # None: <out>/tensorrt.timing.cache
+
+
+def parse_input_size(text: str) -> tuple[int, int]:
+    """"512x1024" -> (512, 1024); "512" -> (512, 512); anything else is an RDDError."""
+    match = re.fullmatch(r"\s*(\d+)\s*(?:[xX,]\s*(\d+))?\s*", text)
+    if not match:
+        raise RDDError(f"--input-size must be HxW (e.g. 512x1024), got '{text}'")
+    h = int(match.group(1))
+    return h, int(match.group(2) or h)
+
+
+def check_input_size(size: tuple[int, int]) -> tuple[int, int]:
+    """H and W must be >= 32 and multiples of 8: the networks work at output stride 8.
+
+    Other sizes still run and export exactly, but the stride-2 stages then round the feature grid, so the 1/8
+    logits no longer line up with the pixels the model was trained on; TensorRT also prefers multiples of 8.
+    """
+    h, w = size
+    if min(h, w) < MIN_SIDE or h % SIDE_MULTIPLE or w % SIDE_MULTIPLE:
+        raise RDDError(f"input size {h}x{w} is not allowed: height and width must be >= {MIN_SIDE} "
+                       f"and multiples of {SIDE_MULTIPLE} (e.g. 512x1024)")
+    return h, w
+
+
+def check_options(options: ExportOptions) -> None:
+    """Reject impossible option combinations before any slow work starts."""
+    if options.precision not in PRECISIONS:
+        raise RDDError(f"unknown precision '{options.precision}'; choose one of: {', '.join(PRECISIONS)}")
+    if options.calib_method not in CALIBRATION_METHODS:
+        raise RDDError(f"unknown calibration method '{options.calib_method}'; "
+                       f"choose one of: {', '.join(CALIBRATION_METHODS)}")
+    if options.batch < 1:
+        raise RDDError(f"--batch must be >= 1, got {options.batch}")
+    if options.calib_images < 1:
+        raise RDDError(f"--calib-images must be >= 1, got {options.calib_images}")
+    if options.workspace_gib <= 0:
+        raise RDDError(f"--workspace must be > 0 GiB, got {options.workspace_gib}")
+    if options.precision == "int8" and options.calib_data is None:
+        raise RDDError("int8 needs calibration images from the training data: pass --calib-data NAME:PATH "
+                       "(e.g. --calib-data cityscapes:/data/cityscapes or --calib-data synthetic)")
+    if options.input_size is not None:
+        check_input_size(options.input_size)
+
+
+def export(checkpoint: str | Path, options: ExportOptions) -> list[Path]:
+    """Export a teacher, student or distillation checkpoint; return the files written, in order."""
+    from rdd_deploy.checkpoint import load_checkpoint, model_from_checkpoint
+    from rdd_deploy.export.graph import export_metadata, export_onnx, revert_sync_batchnorm
+    from rdd_deploy.export.images import dataset_images, verification_images
+    from rdd_deploy.export.quantize import ImageCalibrationReader, export_onnx_fp16, export_onnx_int8
+    from rdd_deploy.export.tensorrt import export_engine, plan_build, trt_major
+    from rdd_deploy.export.verify import Verifier, check_shapes
+    from rdd_deploy.models import FullResolution
+    from rdd_deploy.runtime.tensorrt_engine import TENSORRT_MISSING, sidecar_path
+
+    check_options(options)
+    trt = _optional_tensorrt() if options.trt else None
+    if trt is not None:  # fail now, not after minutes of ONNX work, on a choice this TensorRT refuses
+        plan_build(trt_major(trt), options.precision, options.calib_method)
+
+    model, meta = model_from_checkpoint(checkpoint)
+    model = revert_sync_batchnorm(model).eval()
+    name = load_checkpoint(checkpoint)["model_spec"]["name"]  # model_from_checkpoint's meta has no model name
+    size = check_input_size(options.input_size or tuple(meta.get("crop_size") or DEFAULT_INPUT_SIZE))
+    out = Path(options.out) if options.out is not None else Path(checkpoint).parent
+    metadata = export_metadata(meta, name, model.head.classifier.out_channels, size, options.dynamic,
+                               options.fused_preprocess, "fp32")
+    mean, std = tuple(metadata["mean"]), tuple(metadata["std"])
+
+    verifier = None
+    if options.verify:
+        verifier = Verifier(FullResolution(model).eval(), verification_images(options.calib_data), mean, std,
+                            options.fused_preprocess, check_shapes(size, options.batch, options.dynamic))
+    images: list = []
+    if options.precision == "int8":
+        images = dataset_images(options.calib_data, "train", options.calib_images)
+
+    def target(precision: str, fmt: str = "onnx") -> Path:
+        return out / artifact_name(name, size, options.dynamic, precision, fmt)
+
+    onnx_files = {"fp32": export_onnx(model, target("fp32"), metadata, options.batch, options.argmax, verifier)}
+    if options.precision == "fp16":
+        onnx_files["fp16"] = export_onnx_fp16(onnx_files["fp32"], target("fp16"), metadata, verifier)
+    elif options.precision == "int8":
+        onnx_files["int8"] = export_onnx_int8(onnx_files["fp32"], target("int8"), metadata, images,
+                                              options.calib_method, verifier)
+    written = list(onnx_files.values())
+    if options.trt:
+        if trt is None:
+            raise RDDError(f"{TENSORRT_MISSING} (the ONNX files were written: "
+                           f"{', '.join(path.name for path in written)})")
+        calibration = None
+        if images:
+            calibration = ImageCalibrationReader(images, size, options.batch, metadata["input_layout"], mean, std)
+        engine = export_engine(onnx_files, target(options.precision, "tensorrt"), metadata, options.precision,
+                               options.batch, options.workspace_gib,
+                               options.timing_cache or out / "tensorrt.timing.cache", calibration,
+                               options.calib_method, verifier, trt)
+        written += [engine, sidecar_path(engine)]
+    files = ", ".join(f"{path} ({human_size(path.stat().st_size)})" for path in written)
+    console.print(f"[bold green]Export complete[/]: {files}", highlight=False)
+    return written
+
+
+def _optional_tensorrt() -> ModuleType | None:
+    """The tensorrt module, or None: without it the ONNX files are still written before the error."""
+    try:
+        import tensorrt
+    except ImportError:
+        return None
+    return tensorrt

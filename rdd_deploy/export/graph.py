@@ -1,0 +1,169 @@
+"""PyTorch -> ONNX: the deployable wrapper (optional fused preprocessing and argmax), metadata, check and slim."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+from torch import nn
+
+from rdd_deploy.atomic import atomic_path
+from rdd_deploy.errors import RDDError
+from rdd_deploy.export.formats import reported
+from rdd_deploy.export.verify import Verifier, onnx_runner
+from rdd_deploy.models import FullResolution
+
+OPSET = 17  # the oldest opset the issue allows: parsed by every TensorRT 10 (JetPack 6) and ONNX Runtime >= 1.14
+INPUT_NAME = "images"
+LAYOUTS = {False: "NCHW_float", True: "NHWC_uint8"}
+METADATA_FORMAT = "1"
+
+
+class BatchNormXd(nn.modules.batchnorm._BatchNorm):
+    """BatchNorm for any input rank, the plain counterpart of SyncBatchNorm (which also accepts any rank)."""
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        return None
+
+
+def revert_sync_batchnorm(module: nn.Module) -> nn.Module:
+    """Replace every SyncBatchNorm by an equivalent BatchNorm (torch only converts the other way)."""
+    result = module
+    if isinstance(module, nn.SyncBatchNorm):
+        result = BatchNormXd(module.num_features, module.eps, module.momentum, module.affine,
+                             module.track_running_stats)
+        if module.affine:
+            with torch.no_grad():
+                result.weight.copy_(module.weight)
+                result.bias.copy_(module.bias)
+        if module.track_running_stats:
+            result.running_mean.copy_(module.running_mean)
+            result.running_var.copy_(module.running_var)
+            result.num_batches_tracked.copy_(module.num_batches_tracked)
+        result.train(module.training)
+    for name, child in module.named_children():
+        result.add_module(name, revert_sync_batchnorm(child))
+    return result
+
+
+class DeployModel(nn.Module):
+    """What goes into the ONNX graph: [uint8 NHWC -> normalised NCHW] -> full-resolution logits [-> int32 mask]."""
+
+    def __init__(self, model: nn.Module, mean: tuple[float, ...], std: tuple[float, ...], fused: bool,
+                 argmax: bool) -> None:
+        super().__init__()
+        self.net = FullResolution(model)
+        self.fused, self.argmax = fused, argmax
+        # The same float32 constants and the same order of operations as runtime.preprocess.normalize.
+        self.register_buffer("scale", torch.tensor(1.0 / 255.0, dtype=torch.float32), persistent=False)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Logits [N,C,H,W] at the input size, and the argmax mask [N,H,W] int32 when asked for."""
+        if self.fused:
+            images = (images.permute(0, 3, 1, 2).to(torch.float32) * self.scale - self.mean) / self.std
+        logits = self.net(images)
+        if self.argmax:
+            # int32, not ONNX ArgMax's int64: TensorRT's TopK yields int32 and edge runtimes prefer it.
+            return logits, logits.argmax(dim=1).to(torch.int32)
+        return logits
+
+
+def export_metadata(meta: dict[str, Any], model_name: str, num_classes: int, input_size: tuple[int, int],
+                    dynamic: bool, fused: bool, precision: str) -> dict[str, Any]:
+    """The metadata contract shared with the runtime, as native JSON values (see `encode_metadata`)."""
+    class_names = list(meta.get("class_names") or [f"class_{i}" for i in range(num_classes)])
+    if len(class_names) != num_classes:
+        raise RDDError(f"checkpoint meta lists {len(class_names)} class_names but model '{model_name}' "
+                       f"predicts {num_classes} classes")
+    from rdd_deploy.runtime.preprocess import IMAGENET_MEAN, IMAGENET_STD
+
+    metadata = {
+        "rdd_deploy.format": METADATA_FORMAT, "model_name": model_name, "num_classes": num_classes,
+        "class_names": class_names, "mean": list(meta.get("mean") or IMAGENET_MEAN),
+        "std": list(meta.get("std") or IMAGENET_STD), "input_layout": LAYOUTS[fused],
+        "input_size": list(input_size), "dynamic": dynamic, "precision": precision,
+        "torch_miou": meta.get("miou"),
+        "ignore_index": 255 if meta.get("ignore_index") is None else int(meta["ignore_index"]),
+    }
+    if meta.get("palette") is not None:
+        metadata["palette"] = [list(color) for color in meta["palette"]]
+    return metadata
+
+
+def encode_metadata(metadata: dict[str, Any]) -> dict[str, str]:
+    """ONNX metadata_props are strings: plain strings stay as they are, everything else is JSON."""
+    return {key: value if isinstance(value, str) else json.dumps(value) for key, value in metadata.items()}
+
+
+def set_metadata(model: onnx.ModelProto, metadata: dict[str, Any]) -> None:
+    """Replace the model's metadata_props with the encoded contract."""
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, encode_metadata(metadata))
+
+
+def _torch_to_onnx(module: DeployModel, example: torch.Tensor, path: Path, dynamic: bool) -> None:
+    """TorchScript export (dynamo=False): the models avoid data-dependent control flow and pool exactly."""
+    outputs = ["logits", "mask"] if module.argmax else ["logits"]
+    dynamic_axes = None
+    if dynamic:
+        image_axes = {0: "batch", 1: "height", 2: "width"} if module.fused else {0: "batch", 2: "height", 3: "width"}
+        dynamic_axes = {INPUT_NAME: image_axes, "logits": {0: "batch", 2: "height", 3: "width"}}
+        if module.argmax:
+            dynamic_axes["mask"] = {0: "batch", 1: "height", 2: "width"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # deprecation and tracer warnings say nothing actionable to our users
+        try:
+            torch.onnx.export(module, (example,), str(path), dynamo=False, input_names=[INPUT_NAME],
+                              output_names=outputs, opset_version=OPSET, dynamic_axes=dynamic_axes)
+        except Exception as exc:  # the exporter raises many types; the user needs one line
+            raise RDDError(f"torch.onnx.export failed: {exc.__class__.__name__}: "
+                           f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") from None
+
+
+def check(model: onnx.ModelProto, what: str) -> None:
+    """onnx.checker with shape inference; a failure becomes one RDDError line."""
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as exc:
+        raise RDDError(f"{what} fails onnx.checker: {str(exc).splitlines()[0]}") from None
+
+
+def slim(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Constant folding and graph clean-up with onnxslim (the result is re-checked and re-verified by callers)."""
+    import onnxslim
+
+    return onnxslim.slim(model)
+
+
+@reported("ONNX fp32")
+def export_onnx(model: nn.Module, path: str | Path, metadata: dict[str, Any], batch: int = 1,
+                argmax: bool = False, verifier: Verifier | None = None) -> Path:
+    """Export `model` to a checked, slimmed, verified FP32 ONNX file at `path` (atomically)."""
+    path = Path(path)
+    fused = metadata["input_layout"] == LAYOUTS[True]
+    # The same graph serves every input size when dynamic; PSPNet stays exact there too, because its
+    # pooling matrices are computed from the feature map's runtime shape (see models.heads).
+    module = DeployModel(revert_sync_batchnorm(model), metadata["mean"], metadata["std"], fused, argmax).eval()
+    h, w = metadata["input_size"]
+    example = (torch.randint(0, 256, (batch, h, w, 3), dtype=torch.uint8) if fused
+               else torch.randn(batch, 3, h, w))
+    with tempfile.TemporaryDirectory(prefix="rdd-export-") as scratch:
+        raw_path = Path(scratch) / "raw.onnx"
+        _torch_to_onnx(module, example, raw_path, metadata["dynamic"])
+        raw = onnx.load(str(raw_path))
+    check(raw, f"exported graph for {path.name}")
+    slimmed = slim(raw)
+    check(slimmed, f"slimmed graph for {path.name}")
+    set_metadata(slimmed, metadata)
+    with atomic_path(path) as tmp:
+        onnx.save(slimmed, str(tmp))
+        if verifier is not None:
+            verifier.check(onnx_runner(tmp), "fp32", path.name)
+    return path

@@ -1,0 +1,175 @@
+"""Reduced-precision ONNX variants for ONNX Runtime (and for TensorRT 11's strongly typed builds): FP16 and INT8 QDQ."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnxruntime.quantization import CalibrationDataReader
+
+from rdd_deploy.atomic import atomic_path
+from rdd_deploy.errors import RDDError
+from rdd_deploy.export.formats import reported
+from rdd_deploy.export.graph import LAYOUTS, check, set_metadata
+from rdd_deploy.export.verify import Verifier, onnx_runner
+from rdd_deploy.runtime.preprocess import normalize_batch, resize_image
+
+
+class ImageCalibrationReader(CalibrationDataReader):
+    """Real images in the model's input layout, one batch per item, for ORT's and TensorRT 10's calibrators.
+
+    Implements __len__/set_range so calibration can run batch by batch (see `calibrate`): ORT keeps every
+    intermediate tensor of the batches it is given, which for 200 full-size images would not fit in memory.
+    """
+
+    def __init__(self, images: list[np.ndarray], input_size: tuple[int, int], batch: int, layout: str,
+                 mean: tuple[float, ...], std: tuple[float, ...], input_name: str = "images") -> None:
+        count = batch * max(1, len(images) // batch)  # a static-batch graph needs whole batches
+        pixels = [resize_image(images[i % len(images)], input_size) for i in range(count)]
+        self.batches = [np.stack(pixels[i:i + batch]) for i in range(0, count, batch)]
+        self.layout, self.mean, self.std, self.input_name = layout, mean, std, input_name
+        self.start, self.end, self.position = 0, len(self.batches), 0
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self.start, self.end, self.position = start_index, end_index, start_index
+
+    def batch_input(self, index: int) -> np.ndarray:
+        """Batch `index` as the model takes it: raw uint8 NHWC (fused) or normalised float32 NCHW."""
+        pixels = self.batches[index]
+        return pixels if self.layout == LAYOUTS[True] else normalize_batch(pixels, self.mean, self.std)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self.position >= self.end:
+            return None
+        self.position += 1
+        return {self.input_name: self.batch_input(self.position - 1)}
+
+
+@reported("ONNX fp16")
+def export_onnx_fp16(source: str | Path, path: str | Path, metadata: dict[str, Any],
+                     verifier: Verifier | None = None) -> Path:
+    """Convert a verified FP32 ONNX to FP16 weights and compute, keeping FP32 (or uint8) inputs and outputs."""
+    # ONNX Runtime's maintained copy of the converter, not onnxconverter-common 1.16: that one leaves
+    # Cast(to=FLOAT) nodes in FP32 (PSPNet's pooling matrices then feed FP32 into an FP16 MatMul) and turns a
+    # graph output produced by a blocked Resize into FP16; both graphs fail onnx.checker.
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    path = Path(path)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")  # one warning per tiny weight clamped to FP16's smallest normal value
+        # keep_io_types: callers and the runtime feed float32/uint8 and read float32 whatever the precision.
+        # Resize keeps FP32 scales; there is no Softmax in the graph, so no FP16 exp overflow to guard against.
+        half = convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
+        graph = OnnxModel(half)
+        graph.topological_sort()  # the converter appends its input casts at the end of the node list
+    half = graph.model
+    check(half, f"FP16 graph for {path.name}")
+    set_metadata(half, {**metadata, "precision": "fp16"})
+    with atomic_path(path) as tmp:
+        onnx.save(half, str(tmp))
+        if verifier is not None:
+            verifier.check(onnx_runner(tmp), "fp16", path.name)
+    return path
+
+
+# Calibrator settings per method. ORT's entropy default (128 histogram bins for 128 quantised bins) leaves a single
+# candidate threshold, i.e. plain min/max, and quantize_static cannot change it: hence our own calibration pass.
+# TensorRT uses 2048 bins, but ORT's threshold search is Python, quadratic in the bins and run per tensor (48 s
+# for a small MobileNetV2 at 512 bins, measured); 256 bins still offers 65 clipping thresholds.
+CALIBRATORS = {"minmax": ("MinMax", {}), "entropy": ("Entropy", {"num_bins": 256, "num_quantized_bins": 128}),
+               "percentile": ("Percentile", {"num_bins": 2048, "percentile": 99.999})}
+
+
+def calibrate(model_path: Path, reader: ImageCalibrationReader, method: str, scratch: Path) -> dict[str, tuple]:
+    """Activation ranges {tensor: (min, max)} from real images, one batch in memory at a time."""
+    from onnxruntime.quantization import CalibrationMethod
+    from onnxruntime.quantization.calibrate import create_calibrator
+
+    name, options = CALIBRATORS[method]
+    calibrator = create_calibrator(model_path, augmented_model_path=str(scratch / "augmented.onnx"),
+                                   calibrate_method=getattr(CalibrationMethod, name),
+                                   extra_options={"symmetric": True, **options})
+    # ORT holds every intermediate tensor of the batches one collect_data call sees; ranges and histograms
+    # merge across calls, so feeding one batch per call bounds memory whatever the number of images.
+    with contextlib.redirect_stdout(io.StringIO()):  # ORT print()s progress lines for histogram methods
+        for index in range(len(reader)):
+            reader.set_range(index, index + 1)
+            calibrator.collect_data(reader)
+        ranges = calibrator.compute_data()
+    return {tensor: tuple(data.range_value) for tensor, data in ranges.items()}
+
+
+def _fold_activation_ranges(model: onnx.ModelProto, ranges: dict[str, tuple]) -> None:
+    """Give a Relu/Clip input its output's range, in place, as ORT does for calibrated (not overridden) ranges.
+
+    QDQ folds Conv -> Relu into one quantised Conv whose output range is the Relu's; an override with the
+    pre-activation range would waste half of the INT8 codes on negatives the Relu removes.
+    """
+    consumers: dict[str, int] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers[name] = consumers.get(name, 0) + 1
+    for node in model.graph.node:
+        if node.op_type in ("Relu", "Clip") and consumers.get(node.input[0]) == 1 and node.output[0] in ranges:
+            ranges[node.input[0]] = ranges[node.output[0]]
+
+
+def quantize_int8(source: Path, output: Path, reader: ImageCalibrationReader, method: str) -> None:
+    """Static INT8 QDQ quantisation, per channel, symmetric; ranges from `reader` with minmax/entropy/percentile."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory(prefix="rdd-int8-") as scratch:
+        prepared = Path(scratch) / "prepared.onnx"
+        # Shape inference + graph optimisation first, as ORT recommends: better QDQ placement, fewer Q/DQ pairs.
+        quant_pre_process(str(source), str(prepared))
+        ranges = calibrate(prepared, reader, method, Path(scratch))
+        # quantize_static offers no way to set the histogram size, so our ranges go in as overrides; its own
+        # (min/max) pass then only needs one batch.
+        _fold_activation_ranges(onnx.load(str(prepared)), ranges)
+        overrides = {tensor: [{"rmin": np.float32(low), "rmax": np.float32(high)}]
+                     for tensor, (low, high) in ranges.items()}
+        reader.set_range(0, 1)
+        quantize_static(
+            str(prepared), str(output), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+            # Symmetric signed INT8 for activations and weights: the one QDQ form that TensorRT accepts, so the
+            # same file serves ORT on CPU and TensorRT 11's strongly typed build.
+            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "TensorQuantOverrides": overrides},
+        )
+
+
+@reported("ONNX int8")
+def export_onnx_int8(source: str | Path, path: str | Path, metadata: dict[str, Any], images: list[np.ndarray],
+                     method: str = "minmax", verifier: Verifier | None = None) -> Path:
+    """Quantise a verified FP32 ONNX to INT8 QDQ, calibrated on real `images` (HxWx3 uint8)."""
+    path = Path(path)
+    if not images:
+        raise RDDError("INT8 calibration needs images: pass --calib-data NAME:PATH (e.g. --calib-data synthetic)")
+    model = onnx.load(str(source))
+    input_dims = model.graph.input[0].type.tensor_type.shape.dim
+    batch = input_dims[0].dim_value or 1  # dim_value is 0 for a dynamic axis: calibrate one image at a time
+    reader = ImageCalibrationReader(images, tuple(metadata["input_size"]), batch, metadata["input_layout"],
+                                    tuple(metadata["mean"]), tuple(metadata["std"]), model.graph.input[0].name)
+    with tempfile.TemporaryDirectory(prefix="rdd-int8-") as scratch:
+        quantized_path = Path(scratch) / "int8.onnx"
+        quantize_int8(Path(source), quantized_path, reader, method)
+        quantized = onnx.load(str(quantized_path))
+    check(quantized, f"INT8 graph for {path.name}")
+    set_metadata(quantized, {**metadata, "precision": "int8",
+                             "calibration": {"method": method, "images": len(images)}})
+    with atomic_path(path) as tmp:
+        onnx.save(quantized, str(tmp))
+        if verifier is not None:
+            verifier.check(onnx_runner(tmp), "int8", path.name)
+    return path

@@ -1,0 +1,117 @@
+"""Every export checks itself: ONNX Runtime against PyTorch on the same real photos and the same preprocessing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.table import Table
+
+from rdd_deploy.errors import RDDError
+from rdd_deploy.export.formats import console
+from rdd_deploy.runtime.parity import TOLERANCES
+from rdd_deploy.runtime.preprocess import normalize_batch, resize_image
+
+# Share of pixels whose argmax must agree with PyTorch FP32: the runtime's parity tolerances, as fractions.
+MIN_AGREEMENT = {precision: agreement / 100.0 for precision, (agreement, _) in TOLERANCES.items()}
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How an exported model's output compares with PyTorch's on one input shape."""
+
+    shape: tuple[int, ...]
+    images: int
+    agreement: float
+    max_abs: float
+    mean_abs: float
+
+
+def check_shapes(input_size: tuple[int, int], batch: int, dynamic: bool) -> list[tuple[int, int, int]]:
+    """(N, H, W) shapes to verify: the export shape, plus another batch and size for a dynamic model."""
+    shapes = [(batch, *input_size)]
+    if dynamic:
+        # Another batch and an H/W that is not a multiple of 8 prove that nothing was frozen at export time.
+        shapes.append((batch + 1, max(32, input_size[0] // 2 + 4), max(32, input_size[1] // 2 + 4)))
+    return shapes
+
+
+Runner = Callable[[np.ndarray], list[np.ndarray]]  # one input batch -> the model's outputs (logits[, mask])
+
+
+def onnx_runner(path: Path) -> Runner:
+    """Run an ONNX file with ONNX Runtime on the CPU."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # FP16 graphs make ORT warn about the casts it inserts on CPU
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda feed: session.run(None, {name: feed})
+
+
+class Verifier:
+    """Holds the PyTorch model and the photos; checks an exported model against PyTorch FP32 at each shape."""
+
+    def __init__(self, model: torch.nn.Module, photos: list[np.ndarray], mean: tuple[float, ...],
+                 std: tuple[float, ...], fused: bool, shapes: list[tuple[int, int, int]]) -> None:
+        self.model, self.photos, self.mean, self.std, self.fused, self.shapes = model, photos, mean, std, fused, shapes
+        self._cache: dict[tuple[int, int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    def _batches(self, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """Photos resized to H x W (cycled to fill whole batches of N) and PyTorch's logits for them."""
+        if shape not in self._cache:
+            n, h, w = shape
+            count = n * -(-len(self.photos) // n)
+            pixels = np.stack([resize_image(self.photos[i % len(self.photos)], (h, w)) for i in range(count)])
+            with torch.no_grad():
+                logits = torch.cat([self.model(torch.from_numpy(normalize_batch(pixels[i:i + n], self.mean, self.std)))
+                                    for i in range(0, count, n)]).numpy()
+            self._cache[shape] = (pixels, logits)
+        return self._cache[shape]
+
+    def compare(self, run: Runner, shapes: list[tuple[int, int, int]] | None = None) -> list[Agreement]:
+        """Run an exported model on every check shape and measure it against PyTorch."""
+        results = []
+        for shape in shapes or self.shapes:
+            pixels, reference = self._batches(shape)
+            n = shape[0]
+            outputs = []
+            for i in range(0, len(pixels), n):
+                feed = pixels[i:i + n] if self.fused else normalize_batch(pixels[i:i + n], self.mean, self.std)
+                outputs.append(run(feed))
+            logits = np.concatenate([out[0] for out in outputs]).astype(np.float32)
+            # With an in-graph argmax the mask is what users consume, so that is what must agree.
+            labels = np.concatenate([out[1] for out in outputs]) if len(outputs[0]) > 1 else logits.argmax(1)
+            error = np.abs(logits - reference)
+            results.append(Agreement(shape, len(pixels), float((labels == reference.argmax(1)).mean()),
+                                     float(error.max()), float(error.mean())))
+        return results
+
+    def check(self, run: Runner, precision: str, label: str, backend: str = "ONNX Runtime CPU",
+              shapes: list[tuple[int, int, int]] | None = None) -> list[Agreement]:
+        """Compare, print a table, and raise RDDError when agreement is below the precision's minimum."""
+        results = self.compare(run, shapes)
+        print_agreement(label, precision, backend, results)
+        required = MIN_AGREEMENT[precision]
+        for result in results:
+            if result.agreement < required:
+                n, h, w = result.shape
+                raise RDDError(f"{label}: argmax agrees with PyTorch on {result.agreement:.3%} of pixels at "
+                               f"{n}x{h}x{w}, below the {required:.1%} required for {precision}; file not written")
+        return results
+
+
+def print_agreement(label: str, precision: str, backend: str, results: list[Agreement]) -> None:
+    """One rich table: shape, images, argmax agreement, max and mean absolute logit error, pass/fail."""
+    table = Table(title=f"{label} ({backend}) vs PyTorch FP32 on real images", title_justify="left")
+    for column in ("N x H x W", "images", "argmax agreement", "max |Δlogit|", "mean |Δlogit|", ""):
+        table.add_column(column, justify="right")
+    for r in results:
+        ok = r.agreement >= MIN_AGREEMENT[precision]
+        table.add_row("x".join(map(str, r.shape)), str(r.images), f"{r.agreement:.4%}", f"{r.max_abs:.3g}",
+                      f"{r.mean_abs:.3g}", "[green]pass[/]" if ok else f"[red]< {MIN_AGREEMENT[precision]:.1%}[/]")
+    console.print(table)
