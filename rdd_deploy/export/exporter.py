@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
 from rdd_deploy.errors import RDDError
 from rdd_deploy.export.formats import CALIBRATION_METHODS, PRECISIONS, artifact_name, console, human_size
@@ -82,13 +81,18 @@ def export(checkpoint: str | Path, options: ExportOptions) -> list[Path]:
     from rdd_deploy.export.graph import export_metadata, export_onnx, revert_sync_batchnorm
     from rdd_deploy.export.images import dataset_images, verification_images
     from rdd_deploy.export.quantize import ImageCalibrationReader, export_onnx_fp16, export_onnx_int8
-    from rdd_deploy.export.tensorrt import export_engine, plan_build, trt_major
+    from rdd_deploy.export.tensorrt import export_engine, import_tensorrt, plan_build, trt_major
     from rdd_deploy.export.verify import Verifier, check_shapes
     from rdd_deploy.models import FullResolution
     from rdd_deploy.runtime.tensorrt_engine import TENSORRT_MISSING, sidecar_path
 
     check_options(options)
-    trt = _optional_tensorrt() if options.trt else None
+    trt = None
+    if options.trt:
+        try:
+            trt = import_tensorrt()
+        except RDDError:
+            pass  # the ONNX files are useful on their own: write them, then report the missing TensorRT
     if trt is not None:  # fail now, not after minutes of ONNX work, on a choice this TensorRT refuses
         plan_build(trt_major(trt), options.precision, options.calib_method)
 
@@ -135,11 +139,3 @@ def export(checkpoint: str | Path, options: ExportOptions) -> list[Path]:
     console.print(f"[bold green]Export complete[/]: {files}", highlight=False)
     return written
 
-
-def _optional_tensorrt() -> ModuleType | None:
-    """The tensorrt module, or None: without it the ONNX files are still written before the error."""
-    try:
-        import tensorrt
-    except ImportError:
-        return None
-    return tensorrt

@@ -18,18 +18,14 @@ console = Console(stderr=True)
 
 @dataclass(frozen=True)
 class Format:
-    """One export target: its name in logs, its CLI flag, its file suffix and whether building it needs a GPU."""
+    """One export target: its name in logs and its file suffix."""
 
     name: str
-    flag: str
     suffix: str
-    needs_gpu: bool
 
 
-FORMATS: dict[str, Format] = {
-    "onnx": Format("ONNX", "--onnx", ".onnx", False),
-    "tensorrt": Format("TensorRT", "--trt", ".engine", True),
-}
+# ONNX builds anywhere; a TensorRT engine only on (and for) the GPU model and TensorRT version that runs it.
+FORMATS: dict[str, Format] = {"onnx": Format("ONNX", ".onnx"), "tensorrt": Format("TensorRT", ".engine")}
 PRECISIONS = ("fp32", "fp16", "int8")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
@@ -52,8 +48,9 @@ def human_size(num_bytes: int) -> str:
 P = ParamSpec("P")
 
 
-def reported(label: str) -> Callable[[Callable[P, Path]], Callable[P, Path]]:
+def reported(fmt: str, precision: str = "") -> Callable[[Callable[P, Path]], Callable[P, Path]]:
     """Wrap an `export_<format>()` so every format logs success, time and file size (or failure) the same way."""
+    label = f"{FORMATS[fmt].name} {precision}".strip()
 
     def decorate(export_fn: Callable[P, Path]) -> Callable[P, Path]:
         @functools.wraps(export_fn)

@@ -142,7 +142,7 @@ def slim(model: onnx.ModelProto) -> onnx.ModelProto:
     return onnxslim.slim(model)
 
 
-@reported("ONNX fp32")
+@reported("onnx", "fp32")
 def export_onnx(model: nn.Module, path: str | Path, metadata: dict[str, Any], batch: int = 1,
                 argmax: bool = False, verifier: Verifier | None = None) -> Path:
     """Export `model` to a checked, slimmed, verified FP32 ONNX file at `path` (atomically)."""

@@ -54,7 +54,7 @@ class ImageCalibrationReader(CalibrationDataReader):
         return {self.input_name: self.batch_input(self.position - 1)}
 
 
-@reported("ONNX fp16")
+@reported("onnx", "fp16")
 def export_onnx_fp16(source: str | Path, path: str | Path, metadata: dict[str, Any],
                      verifier: Verifier | None = None) -> Path:
     """Convert a verified FP32 ONNX to FP16 weights and compute, keeping FP32 (or uint8) inputs and outputs."""
@@ -149,7 +149,7 @@ def quantize_int8(source: Path, output: Path, reader: ImageCalibrationReader, me
         )
 
 
-@reported("ONNX int8")
+@reported("onnx", "int8")
 def export_onnx_int8(source: str | Path, path: str | Path, metadata: dict[str, Any], images: list[np.ndarray],
                      method: str = "minmax", verifier: Verifier | None = None) -> Path:
     """Quantise a verified FP32 ONNX to INT8 QDQ, calibrated on real `images` (HxWx3 uint8)."""

@@ -178,15 +178,15 @@ def sidecar(metadata: dict[str, Any], trt: ModuleType, plan: BuildPlan, network:
 
 
 def _load_timing_cache(config: Any, path: Path | None) -> None:
+    """Start from the timing cache at `path` when there is one (ignore_mismatch False: a foreign one is refused)."""
     cache = config.create_timing_cache(path.read_bytes() if path is not None and path.is_file() else b"")
-    if not config.set_timing_cache(cache, ignore_mismatch=False):
+    if not config.set_timing_cache(cache, False):
         # A cache from another GPU or TensorRT version is refused: start a fresh one rather than fail the build.
         console.print(f"[yellow]timing cache {path} does not match this GPU/TensorRT; starting a new one[/]")
-        cache = config.create_timing_cache(b"")
-        config.set_timing_cache(cache, ignore_mismatch=False)
+        config.set_timing_cache(config.create_timing_cache(b""), False)
 
 
-@reported("TensorRT")
+@reported("tensorrt")
 def export_engine(onnx_files: dict[str, Path], path: str | Path, metadata: dict[str, Any], precision: str = "fp32",
                   batch: int = 1, workspace_gib: float = 4.0, timing_cache: Path | None = None,
                   calibration: ImageCalibrationReader | None = None, calib_method: str = "minmax",

@@ -85,7 +85,7 @@ def shapes(count: int, size: int = 64, seed: int = 0) -> tuple[np.ndarray, np.nd
 
 @pytest.fixture(scope="package")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    """DeepLabV3-ResNet18 after 30 SGD steps of cross-entropy on `shapes`, with calibration and held-out images.
+    """DeepLabV3-ResNet18 after 20 SGD steps of cross-entropy on `shapes`, with calibration and held-out images.
 
     A random network's argmax flips under any rounding, so reduced-precision tolerances only mean something
     on a model that has learnt confident decisions. (MobileNetV2 at width 0.25 learns too slowly for a test.)
@@ -101,16 +101,24 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     net = FullResolution(model).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     generator = torch.Generator().manual_seed(0)
-    for _ in range(30):
+    for _ in range(20):
         batch = torch.randint(0, len(images), (8,), generator=generator)
         loss = F.cross_entropy(net(inputs[batch]), targets[batch])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+    # 20 steps leave the running BatchNorm statistics far from the weights' (eval accuracy 55 % instead of 89 %):
+    # re-estimate them with one pass over half the images, as a longer schedule would have converged to.
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.reset_running_stats()
+            module.momentum = None  # cumulative average
+    with torch.no_grad():
+        net(inputs[:32])
     folder = tmp_path_factory.mktemp("trained")
     checkpoint = save(folder / "r18.pt", spec, model.eval(), class_names=["background", "disc", "square"],
                       crop_size=[64, 64])
-    return {"checkpoint": checkpoint, "calibration": list(images[:32]), "held_out": list(shapes(8, seed=1)[0])}
+    return {"checkpoint": checkpoint, "calibration": list(images[:16]), "held_out": list(shapes(8, seed=1)[0])}
 
 
 @pytest.fixture(scope="package")

@@ -1,0 +1,79 @@
+"""FP16 and INT8 (QDQ) ONNX variants of a model trained a little: smaller files within the parity tolerances."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from rdd_deploy.export import ExportOptions, Verifier, export, export_onnx_int8
+from rdd_deploy.export.quantize import ImageCalibrationReader, calibrate
+from rdd_deploy.models import FullResolution
+from rdd_deploy.runtime.parity import TOLERANCES
+
+from .helpers import MEAN, STD, agreement, ort_outputs, resized, torch_logits
+
+SIZE = (64, 64)
+
+
+@pytest.fixture(scope="module")
+def variants(trained: dict, photos: list[np.ndarray], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """FP32 + FP16 through `export`, and INT8 calibrated on the training images (MinMax), all self-verified."""
+    from rdd_deploy.checkpoint import model_from_checkpoint
+
+    out = tmp_path_factory.mktemp("variants")
+    fp32, fp16 = export(trained["checkpoint"], ExportOptions(precision="fp16", input_size=SIZE, out=out))
+    model, _ = model_from_checkpoint(trained["checkpoint"])
+    verifier = Verifier(FullResolution(model).eval(), photos + trained["held_out"], tuple(MEAN), tuple(STD), False,
+                        [(1, *SIZE)])
+    metadata = json.loads(json.dumps({p.key: p.value for p in onnx.load(str(fp32)).metadata_props}))
+    metadata = {k: v if k in ("rdd_deploy.format", "model_name", "input_layout", "precision") else json.loads(v)
+                for k, v in metadata.items()}
+    int8 = export_onnx_int8(fp32, out / "r18_int8.onnx", metadata, trained["calibration"], "minmax", verifier)
+    return {"fp32": fp32, "fp16": fp16, "int8": int8}
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+@pytest.mark.parametrize("images", ["photos", "held_out"])
+def test_reduced_precision_meets_its_parity_tolerance(precision: str, images: str, variants: dict[str, Path],
+                                                      trained: dict, photos: list[np.ndarray]) -> None:
+    pixels = resized(photos if images == "photos" else trained["held_out"], SIZE)
+    reference = torch_logits(trained["checkpoint"], pixels)
+    logits = np.concatenate([ort_outputs(variants[precision], pixels[i:i + 1])[0] for i in range(len(pixels))])
+    assert logits.dtype == np.float32  # FP32 outputs kept for the user whatever the precision inside
+    share = agreement(reference, logits)
+    error = np.abs(logits - reference)
+    print(f"{precision} on {images}: agreement {share:.4%}, max |dlogit| {error.max():.3g}, mean {error.mean():.3g}")
+    assert share >= TOLERANCES[precision][0] / 100
+    assert error.mean() < (0.05 if precision == "fp16" else 0.5)
+
+
+def test_variants_are_smaller_and_say_what_they_are(variants: dict[str, Path]) -> None:
+    sizes = {precision: path.stat().st_size for precision, path in variants.items()}
+    assert sizes["fp16"] < 0.55 * sizes["fp32"] and sizes["int8"] < 0.3 * sizes["fp32"]
+    for precision, path in variants.items():
+        onnx.checker.check_model(str(path), full_check=True)
+        model = onnx.load(str(path))
+        props = {p.key: p.value for p in model.metadata_props}
+        assert props["precision"] == precision and props["model_name"] == "deeplabv3_r18"
+        assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    nodes = onnx.load(str(variants["int8"])).graph.node
+    weights = [n for n in nodes if n.op_type == "DequantizeLinear" and any(a.name == "axis" for a in n.attribute)]
+    assert weights, "per-channel weight quantisation expected"
+    assert sum(n.op_type == "QuantizeLinear" for n in nodes) > 10
+    props = {p.key: p.value for p in onnx.load(str(variants["int8"])).metadata_props}
+    assert json.loads(props["calibration"]) == {"method": "minmax", "images": 16}
+
+
+def test_calibration_methods_give_different_ranges(variants: dict[str, Path], trained: dict,
+                                                   tmp_path: Path) -> None:
+    reader = ImageCalibrationReader(trained["calibration"][:8], SIZE, 1, "NCHW_float", tuple(MEAN), tuple(STD))
+    ranges = {method: calibrate(variants["fp32"], reader, method, tmp_path)
+              for method in ("minmax", "entropy", "percentile")}
+    assert ranges["minmax"].keys() == ranges["entropy"].keys() == ranges["percentile"].keys()
+    width = {method: sum(high - low for low, high in r.values()) for method, r in ranges.items()}
+    # Entropy and percentile clip the outliers that min/max keeps.
+    assert width["entropy"] < width["minmax"] and width["percentile"] < width["minmax"]
