@@ -1,17 +1,20 @@
 """A procedural segmentation data set that ships as code, so every command runs with no download.
 
 Each image is drawn on the fly from (seed, split, index) with numpy's own generator (never a global RNG).
-It is built so that a pixel's colour says nothing about its class: every object and every piece of background
-clutter takes random colours, and the seven object classes are the crossings of four shapes with four
-textures, each sharing its shape with one class and its texture with another. Telling them apart needs the
-texture around a pixel (a few periods) and the outline of the whole object (tens of pixels), which is what a
-bigger receptive field and more capacity buy. Clutter uses the same textures on elongated blobs, objects
-occlude each other, and the labels are slightly wrong on purpose (jittered outlines, a few objects labelled
-with the confusable class) so that some pixels stay genuinely hard.
+The seven object classes are the crossings of four shapes with four textures; each shares its shape with
+one class and its texture with another. Colour is only a hint: classes come in hue families of two (or
+one), objects take an off-family hue now and then, and the background clutter wears the same hues and
+textures on elongated blobs. So colour narrows a pixel down to a few classes, the texture around it (a few
+periods) or the object's outline (tens of pixels) has to settle it, and what a bigger receptive field and
+more capacity buy shows in the score. Objects occlude each other, clutter occludes objects, and labels are
+slightly wrong on purpose (jittered outlines, a few objects labelled with the confusable class), so some
+pixels stay genuinely hard.
 """
 
 from __future__ import annotations
 
+import colorsys
+import math
 from functools import lru_cache
 
 import numpy as np
@@ -30,6 +33,9 @@ INFO = DatasetInfo("synthetic", len(NAMES), NAMES, palette=PALETTE)
 # the class sharing an object's shape: what a deliberately mislabelled object is called instead
 CONFUSABLE = {1: 2, 2: 1, 3: 4, 4: 3, 5: 6, 6: 5, 7: 1}
 TEXTURES = ("stripes", "checks", "dots", "plain")
+HUES = (0.0, 0.33, 0.6, 0.14)  # red, green, blue, yellow families
+FAMILY = {1: 0, 5: 0, 2: 1, 4: 1, 3: 2, 6: 2, 7: 3}  # pairs that differ in both shape and texture share a hue
+OFF_FAMILY_RATE = 0.15  # objects painted in another family's hue, so colour never decides alone
 DEFAULTS = {"size": 128, "train": 512, "val": 64, "seed": 0}
 SPLIT_CODES = {"train": 0, "val": 1}
 MISLABEL_RATE = 0.04  # fraction of objects labelled with the confusable class
@@ -61,26 +67,35 @@ def _shape_mask(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 def _texture(kind: str, xs: np.ndarray, ys: np.ndarray, period: float, angle: float, u: np.ndarray) -> np.ndarray:
     """A 0..1 pattern over pixel coordinates: the mix weight between an object's two colours."""
-    s = (xs * np.cos(angle) + ys * np.sin(angle)) / period
-    t = (ys * np.cos(angle) - xs * np.sin(angle)) / period
+    cos, sin = math.cos(angle) / period, math.sin(angle) / period
+    s, t = xs * cos + ys * sin, ys * cos - xs * sin
     if kind == "stripes":
         return (s % 1.0 < 0.5).astype(np.float32)
     if kind == "checks":
         return ((np.floor(2 * s) + np.floor(2 * t)) % 2).astype(np.float32)
     if kind == "dots":
         return (((s % 1.0 - 0.5) ** 2 + (t % 1.0 - 0.5) ** 2) < 0.09).astype(np.float32)
-    return np.clip(0.25 + 0.25 * u, 0.0, 0.5).astype(np.float32)  # plain: a soft shading, no pattern
+    return np.clip(0.25 + 0.25 * u, 0.0, 0.5)  # plain: a soft shading, no pattern
 
 
-def _paint(image: np.ndarray, label: np.ndarray | None, rng: np.random.Generator, shape: str, texture: str,
-           cls: int, stretch: float = 1.0) -> None:
+def _colours(rng: np.random.Generator, family: int) -> np.ndarray:
+    """A dark and a light shade of one family's hue, in random order, so the texture shows whatever the hue."""
+    hue = (HUES[family] + rng.normal(0.0, 0.03)) % 1.0
+    saturation = rng.uniform(0.4, 1.0)
+    shades = [colorsys.hsv_to_rgb(hue, saturation, rng.uniform(*value)) for value in ((0.15, 0.45), (0.65, 1.0))]
+    return (np.asarray(shades, dtype=np.float32) * 255)[rng.permutation(2)]
+
+
+def _paint(image: np.ndarray, label: np.ndarray, rng: np.random.Generator, shape: str, texture: str,
+           family: int, cls: int, stretch: float = 1.0) -> None:
     """Draw one textured shape at a random place, size, rotation and colour pair; label its jittered outline."""
     size = image.shape[0]
-    radius = size * (rng.uniform(0.035, 0.08) if shape == "blob" else rng.uniform(0.1, 0.22))
-    cy, cx = rng.uniform(0, size, 2)
-    rotation, angle = rng.uniform(0, 2 * np.pi, 2)
-    period = size * rng.uniform(0.04, 0.08)
-    colours = rng.integers(0, 256, (2, 3)).astype(np.float32)
+    # python floats, not numpy float64 scalars, keep the float32 pixel maths in float32 (NEP 50 promotion)
+    radius = size * float(rng.uniform(0.035, 0.08) if shape == "blob" else rng.uniform(0.12, 0.25))
+    cy, cx = map(float, rng.uniform(0, size, 2))
+    rotation, angle = map(float, rng.uniform(0, 2 * np.pi, 2))
+    period = size * float(rng.uniform(0.04, 0.08))
+    colours = _colours(rng, family)
     reach = radius * max(stretch, 1.0) * 1.2
     y0, y1 = int(max(cy - reach, 0)), int(min(cy + reach + 1, size))
     x0, x1 = int(max(cx - reach, 0)), int(min(cx + reach + 1, size))
@@ -89,38 +104,43 @@ def _paint(image: np.ndarray, label: np.ndarray | None, rng: np.random.Generator
     grid_y, grid_x = _grid(size)
     ys, xs = grid_y[y0:y1, x0:x1], grid_x[y0:y1, x0:x1]
     dy, dx = (ys - cy) / radius, (xs - cx) / radius
-    u = (dx * np.cos(rotation) + dy * np.sin(rotation)) / stretch
-    v = dy * np.cos(rotation) - dx * np.sin(rotation)
+    cos, sin = math.cos(rotation), math.sin(rotation)
+    u = (dx * cos + dy * sin) / stretch
+    v = dy * cos - dx * sin
     mask = _shape_mask(shape, u, v)
-    mix = _texture(texture, xs, ys, period, angle, u)[..., None]
-    patch = image[y0:y1, x0:x1]
-    patch[mask] = (colours[0] + (colours[1] - colours[0]) * mix)[mask]
-    if label is not None:
-        scale = 1.0 + rng.normal(0.0, OUTLINE_JITTER)
-        label[y0:y1, x0:x1][_shape_mask(shape, u / scale, v / scale)] = cls
+    mix = _texture(texture, xs[mask], ys[mask], period, angle, u[mask])  # only where the shape is drawn
+    image[y0:y1, x0:x1][mask] = colours[0] + (colours[1] - colours[0]) * mix[:, None]
+    scale = 1.0 + rng.normal(0.0, OUTLINE_JITTER)
+    label[y0:y1, x0:x1][_shape_mask(shape, u / scale, v / scale)] = cls
 
 
 def render(seed: int, split: str, index: int, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Image `index` of `split`: (HxWx3 uint8 RGB, HxW int64 label), identical on every call and machine."""
     rng = np.random.default_rng((seed, SPLIT_CODES[split], index))
     grid_y, grid_x = _grid(size)
-    # background: a random two-colour gradient
-    ends = rng.integers(0, 256, (2, 3)).astype(np.float32)
-    angle = rng.uniform(0, 2 * np.pi)
-    ramp = ((grid_x * np.cos(angle) + grid_y * np.sin(angle)) / (size * 1.5) + 0.5)[..., None]
+    # background: a gradient between two greyish colours
+    ends = np.asarray([colorsys.hsv_to_rgb(rng.random(), rng.uniform(0, 0.3), rng.uniform(0.3, 0.9))
+                       for _ in range(2)], dtype=np.float32) * 255
+    angle = float(rng.uniform(0, 2 * np.pi))
+    ramp = ((grid_x * math.cos(angle) + grid_y * math.sin(angle)) / (size * 1.5) + 0.5)[..., None]
     image = ends[0] + (ends[1] - ends[0]) * np.clip(ramp, 0.0, 1.0)
     label = np.zeros((size, size), dtype=np.int64)
-    clutter = lambda: _paint(image, label, rng, "blob", TEXTURES[rng.integers(4)], 0, rng.uniform(2.5, 5.0))
-    for _ in range(rng.integers(3, 7)):
+
+    def clutter() -> None:  # an elongated background blob in any family's hue and any texture
+        _paint(image, label, rng, "blob", TEXTURES[rng.integers(4)], int(rng.integers(4)), 0,
+               float(rng.uniform(2.5, 5.0)))
+
+    for _ in range(rng.integers(2, 5)):
         clutter()
-    for _ in range(rng.integers(4, 8)):
+    for _ in range(rng.integers(5, 9)):
         cls = int(rng.integers(1, len(CLASSES)))
         shape, texture = CLASSES[cls]
-        _paint(image, label, rng, shape, texture, CONFUSABLE[cls] if rng.random() < MISLABEL_RATE else cls)
+        family = int(rng.integers(4)) if rng.random() < OFF_FAMILY_RATE else FAMILY[cls]
+        _paint(image, label, rng, shape, texture, family, CONFUSABLE[cls] if rng.random() < MISLABEL_RATE else cls)
     for _ in range(rng.integers(0, 3)):  # clutter in front: occludes objects
         clutter()
-    contrast, brightness, noise = rng.uniform(0.6, 1.2), rng.uniform(-30, 30), rng.uniform(2, 10)
-    image = (image - 128) * contrast + (128 + brightness) + noise * rng.standard_normal(image.shape, np.float32)
+    contrast, brightness, noise = map(float, (rng.uniform(0.6, 1.2), rng.uniform(-30, 30), rng.uniform(2, 6)))
+    image = (image - 128) * contrast + (128 + brightness) + noise * rng.standard_normal((size, size, 1), np.float32)
     return np.clip(image, 0, 255).astype(np.uint8), label
 
 

@@ -74,3 +74,14 @@ def test_validation_is_whole_image_and_repeatable(camvid_root: Path) -> None:
     ds = build_dataset(f"camvid:{camvid_root}", "val")
     first, second = ds[0], ds[0]
     assert first[0].shape == (3, 32, 48) and torch.equal(first[0], second[0])
+
+
+def test_only_torch_rng_is_used(camvid_root: Path) -> None:
+    import random
+
+    ds = build_dataset(f"camvid:{camvid_root}", "train", crop_size=(24, 24))
+    synthetic = build_dataset("synthetic", "train", crop_size=(64, 64))
+    numpy_state, python_state, torch_state = np.random.get_state()[1].copy(), random.getstate(), torch.get_rng_state()
+    ds[0], synthetic[0]
+    assert np.array_equal(np.random.get_state()[1], numpy_state) and random.getstate() == python_state
+    assert not torch.equal(torch.get_rng_state(), torch_state)
