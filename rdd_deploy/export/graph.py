@@ -22,6 +22,7 @@ OPSET = 17  # the oldest opset the issue allows: parsed by every TensorRT 10 (Je
 INPUT_NAME = "images"
 LAYOUTS = {False: "NCHW_float", True: "NHWC_uint8"}
 METADATA_FORMAT = "1"
+STRING_KEYS = ("rdd_deploy.format", "model_name", "input_layout", "precision")  # stored unquoted
 
 
 class BatchNormXd(nn.modules.batchnorm._BatchNorm):
@@ -100,6 +101,12 @@ def export_metadata(meta: dict[str, Any], model_name: str, num_classes: int, inp
 def encode_metadata(metadata: dict[str, Any]) -> dict[str, str]:
     """ONNX metadata_props are strings: plain strings stay as they are, everything else is JSON."""
     return {key: value if isinstance(value, str) else json.dumps(value) for key, value in metadata.items()}
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The metadata of an exported ONNX file as native values (the inverse of `encode_metadata`)."""
+    props = {prop.key: prop.value for prop in onnx.load(str(path), load_external_data=False).metadata_props}
+    return {key: value if key in STRING_KEYS else json.loads(value) for key, value in props.items()}
 
 
 def set_metadata(model: onnx.ModelProto, metadata: dict[str, Any]) -> None:

@@ -136,12 +136,17 @@ def quantize_int8(source: Path, output: Path, reader: ImageCalibrationReader, me
         ranges = calibrate(prepared, reader, method, Path(scratch))
         # quantize_static offers no way to set the histogram size, so our ranges go in as overrides; its own
         # (min/max) pass then only needs one batch.
-        _fold_activation_ranges(onnx.load(str(prepared)), ranges)
+        graph = onnx.load(str(prepared))
+        _fold_activation_ranges(graph, ranges)
         overrides = {tensor: [{"rmin": np.float32(low), "rmax": np.float32(high)}]
                      for tensor, (low, high) in ranges.items()}
+        # MatMul only appears in PSPNet's exact adaptive pooling: quantising those tiny products cost a trained
+        # PSPNet-R18 6 points of argmax agreement (93.5 % instead of 99.3 %, measured) and saves no time.
+        pooling = [node.name for node in graph.graph.node if node.op_type == "MatMul"]
         reader.set_range(0, 1)
         quantize_static(
             str(prepared), str(output), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+            nodes_to_exclude=pooling,
             # Symmetric signed INT8 for activations and weights: the one QDQ form that TensorRT accepts, so the
             # same file serves ORT on CPU and TensorRT 11's strongly typed build.
             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,

@@ -28,6 +28,7 @@ class Agreement:
     agreement: float
     max_abs: float
     mean_abs: float
+    nonfinite: int = 0  # NaN or infinite logits: FP16 overflow, typically
 
 
 def check_shapes(input_size: tuple[int, int], batch: int, dynamic: bool) -> list[tuple[int, int, int]]:
@@ -88,7 +89,8 @@ class Verifier:
             labels = np.concatenate([out[1] for out in outputs]) if len(outputs[0]) > 1 else logits.argmax(1)
             error = np.abs(logits - reference)
             results.append(Agreement(shape, len(pixels), float((labels == reference.argmax(1)).mean()),
-                                     float(error.max()), float(error.mean())))
+                                     float(error.max()), float(error.mean()),
+                                     int(np.count_nonzero(~np.isfinite(logits)))))
         return results
 
     def check(self, run: Runner, precision: str, label: str, backend: str = "ONNX Runtime CPU",
@@ -98,8 +100,11 @@ class Verifier:
         print_agreement(label, precision, backend, results)
         required = MIN_AGREEMENT[precision]
         for result in results:
+            n, h, w = result.shape
+            if result.nonfinite:
+                raise RDDError(f"{label}: {result.nonfinite} logits are NaN or infinite at {n}x{h}x{w} (activations "
+                               f"beyond the {precision} range); file not written: export fp32 or int8 instead")
             if result.agreement < required:
-                n, h, w = result.shape
                 raise RDDError(f"{label}: argmax agrees with PyTorch on {result.agreement:.3%} of pixels at "
                                f"{n}x{h}x{w}, below the {required:.1%} required for {precision}; file not written")
         return results

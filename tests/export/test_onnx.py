@@ -11,11 +11,12 @@ import pytest
 import torch
 from torch import nn
 
-from rdd_deploy.export import ExportOptions, export, export_metadata, export_onnx, revert_sync_batchnorm
+from rdd_deploy.export import (ExportOptions, export, export_metadata, export_onnx, read_metadata,
+                               revert_sync_batchnorm)
 from rdd_deploy.runtime import Segmenter
 from rdd_deploy.runtime.model_info import ModelInfo
 
-from .helpers import agreement, ort_outputs, resized, torch_logits
+from .helpers import MEAN, STD, agreement, ort_outputs, resized, torch_logits
 
 
 def checked(path: Path) -> onnx.ModelProto:
@@ -96,6 +97,8 @@ def test_metadata_round_trips_through_the_runtime(fused: Path, photos: list[np.n
                              mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), input_layout="NHWC_uint8",
                              input_size=(64, 96), dynamic=False, precision="fp32", ignore_index=255,
                              torch_miou=0.5)
+    meta = {"class_names": ["sky", "road", "car"], "mean": MEAN, "std": STD, "miou": 0.5}
+    assert read_metadata(fused) == export_metadata(meta, "deeplabv3_mbv2", 3, (64, 96), False, True, "fp32")
     segmenter = Segmenter.from_file(fused)
     assert segmenter.info == info
     mask = segmenter.predict(photos[0])  # any photo size: the Segmenter resizes to the static 64x96

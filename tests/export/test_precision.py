@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import onnx
 import pytest
 
 from rdd_deploy.export import ExportOptions, Verifier, export, export_onnx_int8
+from rdd_deploy.export.graph import read_metadata
 from rdd_deploy.export.quantize import ImageCalibrationReader, calibrate
 from rdd_deploy.models import FullResolution
 from rdd_deploy.runtime.parity import TOLERANCES
@@ -29,10 +31,8 @@ def variants(trained: dict, photos: list[np.ndarray], tmp_path_factory: pytest.T
     model, _ = model_from_checkpoint(trained["checkpoint"])
     verifier = Verifier(FullResolution(model).eval(), photos + trained["held_out"], tuple(MEAN), tuple(STD), False,
                         [(1, *SIZE)])
-    metadata = json.loads(json.dumps({p.key: p.value for p in onnx.load(str(fp32)).metadata_props}))
-    metadata = {k: v if k in ("rdd_deploy.format", "model_name", "input_layout", "precision") else json.loads(v)
-                for k, v in metadata.items()}
-    int8 = export_onnx_int8(fp32, out / "r18_int8.onnx", metadata, trained["calibration"], "minmax", verifier)
+    int8 = export_onnx_int8(fp32, out / "r18_int8.onnx", read_metadata(fp32), trained["calibration"], "minmax",
+                            verifier)
     return {"fp32": fp32, "fp16": fp16, "int8": int8}
 
 
@@ -77,3 +77,34 @@ def test_calibration_methods_give_different_ranges(variants: dict[str, Path], tr
     width = {method: sum(high - low for low, high in r.values()) for method, r in ranges.items()}
     # Entropy and percentile clip the outliers that min/max keeps.
     assert width["entropy"] < width["minmax"] and width["percentile"] < width["minmax"]
+
+
+def test_overflowing_logits_fail_verification_with_the_reason(photos: list[np.ndarray]) -> None:
+    import torch
+
+    from rdd_deploy.errors import RDDError
+
+    verifier = Verifier(torch.nn.Conv2d(3, 3, 1).eval(), photos[:1], tuple(MEAN), tuple(STD), False, [(1, 32, 32)])
+
+    def overflowing(feed: np.ndarray) -> list[np.ndarray]:
+        logits = np.zeros((1, 3, 32, 32), np.float32)
+        logits[0, :, 0, 0] = np.inf
+        return [logits]
+
+    with pytest.raises(RDDError, match="3 logits are NaN or infinite at 1x32x32 .* export fp32 or int8 instead"):
+        verifier.check(overflowing, "fp16", "model_fp16.onnx")
+
+
+def test_pspnet_pooling_stays_float_in_a_dynamic_int8_graph(make_checkpoint: Callable[..., Path], trained: dict,
+                                                           tmp_path: Path) -> None:
+    [fp32] = export(make_checkpoint("pspnet_r18"), ExportOptions(input_size=SIZE, dynamic=True, out=tmp_path,
+                                                                 verify=False))
+    int8 = export_onnx_int8(fp32, tmp_path / "psp_int8.onnx", read_metadata(fp32), trained["calibration"][:4])
+    graph = onnx.load(str(int8)).graph
+    producers = {out: node.op_type for node in graph.node for out in node.output}
+    matmuls = [node for node in graph.node if node.op_type == "MatMul"]
+    assert len(matmuls) == 8  # two per pyramid level
+    # The averaging matrices stay float; only the feature map, shared with the quantised convolutions, is Q/DQ.
+    assert all(sum(producers.get(name) == "DequantizeLinear" for name in node.input) <= 1 for node in matmuls)
+    [logits] = ort_outputs(int8, resized(trained["held_out"][:2], (48, 80)))  # batch 2, another size
+    assert logits.shape == (2, 3, 48, 80) and np.isfinite(logits).all()
