@@ -1,4 +1,4 @@
-"""Tiny data set trees with the real folder layouts, written with PIL into tmp_path."""
+"""Shared fixtures: tiny data set trees with the real folder layouts (data, training and export tests use them)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from .trees import write_image, write_label
+from data.trees import write_image, write_label
 
 
 @pytest.fixture
