@@ -8,9 +8,10 @@ from pathlib import Path
 
 from rdd_deploy.errors import RDDError
 from rdd_deploy.export.formats import CALIBRATION_METHODS, PRECISIONS, artifact_name, console, human_size
+from rdd_deploy.runtime.images import MIN_SIDE
 
 DEFAULT_INPUT_SIZE = (512, 1024)  # Cityscapes crops, the paper's main setting
-MIN_SIDE, SIDE_MULTIPLE = 32, 8
+SIDE_MULTIPLE = 8  # output stride
 
 
 @dataclass

@@ -34,13 +34,14 @@ class ImageCalibrationReader(CalibrationDataReader):
         pixels = [resize_image(images[i % len(images)], input_size) for i in range(count)]
         self.batches = [np.stack(pixels[i:i + batch]) for i in range(0, count, batch)]
         self.layout, self.mean, self.std, self.input_name = layout, mean, std, input_name
-        self.start, self.end, self.position = 0, len(self.batches), 0
+        self.position, self.end = 0, len(self.batches)
 
     def __len__(self) -> int:
         return len(self.batches)
 
     def set_range(self, start_index: int, end_index: int) -> None:
-        self.start, self.end, self.position = start_index, end_index, start_index
+        """Make `get_next` yield batches start_index .. end_index - 1 (ORT's name and signature)."""
+        self.position, self.end = start_index, end_index
 
     def batch_input(self, index: int) -> np.ndarray:
         """Batch `index` as the model takes it: raw uint8 NHWC (fused) or normalised float32 NCHW."""
@@ -48,6 +49,7 @@ class ImageCalibrationReader(CalibrationDataReader):
         return pixels if self.layout == LAYOUTS[True] else normalize_batch(pixels, self.mean, self.std)
 
     def get_next(self) -> dict[str, np.ndarray] | None:
+        """The next input feed of the current range, None after its end."""
         if self.position >= self.end:
             return None
         self.position += 1
@@ -113,7 +115,7 @@ def _fold_activation_ranges(model: onnx.ModelProto, ranges: dict[str, tuple]) ->
     """Give a Relu/Clip input its output's range, in place, as ORT does for calibrated (not overridden) ranges.
 
     QDQ folds Conv -> Relu into one quantised Conv whose output range is the Relu's; an override with the
-    pre-activation range would waste half of the INT8 codes on negatives the Relu removes.
+    pre-activation range would size the scale for large negative values that the Relu removes.
     """
     consumers: dict[str, int] = {}
     for node in model.graph.node:

@@ -49,17 +49,20 @@ def save(path: Path, spec: dict, model: nn.Module, **meta: object) -> Path:
 
 @pytest.fixture(scope="package")
 def make_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
-    """name -> a cached checkpoint of a small randomly initialised model (3 classes, 32 head channels)."""
+    """(name, aux_head) -> a cached checkpoint of a small random model (3 classes, 32 head channels); with the aux
+    head it is saved as a distillation run saves its student: with a palette."""
     from rdd_deploy.models import build_model
 
     folder, cache = tmp_path_factory.mktemp("checkpoints"), {}
 
-    def make(name: str) -> Path:
-        if name not in cache:
-            spec = {"name": name, **SMALL}
+    def make(name: str, aux_head: bool = False) -> Path:
+        if (name, aux_head) not in cache:
+            spec = {"name": name, **SMALL, "aux_head": aux_head}
+            extra = {"palette": [[0, 0, 0], [128, 64, 128], [0, 0, 142]]} if aux_head else {}
             torch.manual_seed(0)
-            cache[name] = save(folder / f"{name}.pt", spec, perturb(build_model(**spec)), crop_size=[64, 64])
-        return cache[name]
+            cache[name, aux_head] = save(folder / f"{name}{'_aux' if aux_head else ''}.pt", spec,
+                                         perturb(build_model(**spec)), crop_size=[64, 64], **extra)
+        return cache[name, aux_head]
 
     return make
 

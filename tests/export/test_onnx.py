@@ -105,6 +105,16 @@ def test_metadata_round_trips_through_the_runtime(fused: Path, photos: list[np.n
     assert mask.shape == photos[0].shape[:2] and set(np.unique(mask)) <= {0, 1, 2}
 
 
+def test_aux_head_is_left_out_and_the_palette_kept(make_checkpoint: Callable[..., Path], tmp_path: Path,
+                                                  photos: list[np.ndarray]) -> None:
+    checkpoint = make_checkpoint("deeplabv3_mbv2", aux_head=True)  # a teacher or distilled student layout
+    [path] = export(checkpoint, ExportOptions(input_size=(64, 64), out=tmp_path))
+    assert [o.name for o in checked(path).graph.output] == ["logits"]
+    assert Segmenter.from_file(path).info.palette == ((0, 0, 0), (128, 64, 128), (0, 0, 142))
+    pixels = resized(photos[:1], (64, 64))
+    assert agreement(torch_logits(checkpoint, pixels), ort_outputs(path, pixels)[0]) >= 0.999
+
+
 def test_missing_meta_falls_back_to_the_contract_defaults() -> None:
     metadata = export_metadata({"class_names": None, "miou": None}, "pspnet_r18", 2, (64, 64), True, False, "fp32")
     info = ModelInfo.parse(metadata, "sidecar")  # the native-JSON form a TensorRT sidecar carries
