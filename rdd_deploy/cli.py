@@ -161,7 +161,7 @@ def quickstart_command(
 @app.command("export")
 def export_command(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="Teacher, student or distillation checkpoint (.pt)."),
-    onnx: bool = typer.Option(True, "--onnx", help="Write ONNX (always done: TensorRT builds from it)."),
+    onnx: bool = typer.Option(True, "--onnx", help="Write ONNX (always on: TensorRT builds from it)."),
     trt: bool = typer.Option(False, "--trt", help="Also build a TensorRT engine + .engine.json (needs a GPU)."),
     precision: str = typer.Option("fp32", "--precision", help="fp32, fp16 or int8 (int8 needs --calib-data)."),
     input_size: Optional[str] = typer.Option(None, "--input-size", help="HxW, multiples of 8 "
@@ -171,8 +171,8 @@ def export_command(
     fused_preprocess: bool = typer.Option(False, "--fused-preprocess",
                                           help="Take raw uint8 NHWC RGB; normalisation runs inside the graph."),
     argmax: bool = typer.Option(False, "--argmax", help="Add a 'mask' output: int32 argmax [N,H,W]."),
-    calib_data: Optional[str] = typer.Option(None, "--calib-data", help="Calibration data set, NAME:PATH "
-                                             "or synthetic (int8; also verification photos without scikit-image)."),
+    calib_data: Optional[str] = typer.Option(None, "--calib-data", help="Data set NAME:PATH or synthetic: int8 "
+                                             "calibrates on its train split; 4 val images join the verification."),
     calib_images: int = typer.Option(200, "--calib-images", help="Number of calibration images."),
     calib_method: str = typer.Option("minmax", "--calib-method", help="minmax, entropy or percentile."),
     workspace: float = typer.Option(4.0, "--workspace", help="TensorRT builder workspace limit in GiB."),
@@ -180,7 +180,7 @@ def export_command(
                                                 "(default: OUT/tensorrt.timing.cache; loaded, then updated)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: the checkpoint's folder)."),
     verify: bool = typer.Option(True, "--verify/--no-verify", help="Check every file against PyTorch on real "
-                                "photos; a file below tolerance is not written."),
+                                "images; a file below its parity tolerance is not written."),
 ) -> None:
     """Export a checkpoint to verified ONNX (fp32/fp16/int8) and optionally a TensorRT engine."""
     from rdd_deploy.export import ExportOptions, export, parse_input_size
