@@ -366,5 +366,6 @@ def run() -> None:
     try:
         app()
     except RDDError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        from rich.markup import escape  # messages hold brackets, e.g. pip install "rdd-deploy[trt]"
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(1)

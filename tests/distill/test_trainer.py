@@ -187,3 +187,13 @@ def test_evaluate_command_prints_table_and_writes_json(tmp_path: Path, teacher_c
     wrong = runner.invoke(app, ["evaluate", "--checkpoint", str(teacher_checkpoint), "--data", "synthetic",
                                 "--scales", "0,1"])
     assert wrong.exit_code == 1 and "--scales" in str(wrong.exception)
+
+
+def test_console_entry_point_prints_brackets_in_errors(monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from rdd_deploy.cli import run
+    monkeypatch.setattr(sys, "argv", ["rdd-deploy", "evaluate", "--checkpoint", "x.pt", "--data", "synthetic",
+                                      "--scales", "[trt]"])
+    with pytest.raises(SystemExit) as exit_info:
+        run()
+    assert exit_info.value.code == 1 and "got '[trt]'" in capsys.readouterr().err
