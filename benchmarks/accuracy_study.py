@@ -71,8 +71,8 @@ def main() -> None:
     teacher = args.out / "teacher" / "best.pt"
 
     results: dict[str, list[float]] = {}
-    for name in args.variants:
-        for seed in args.seeds:
+    for seed in args.seeds:  # seed-major: a study stopped early still covers every variant
+        for name in args.variants:
             config = {**STUDENT, "name": name, "seed": seed, "distill": VARIANTS[name], "eval": evaluation,
                       "optim": {**STUDENT["optim"], "iters": args.student_iters},
                       "teacher": {"checkpoint": str(teacher)}}
