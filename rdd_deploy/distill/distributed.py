@@ -95,14 +95,17 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
         sums = dist_fn.all_reduce(torch.cat([x.sum(dim=(0, 2, 3)), local_count]))
         count = sums[-1]
         mean = sums[:channels] / count
-        var = dist_fn.all_reduce((x - mean[None, :, None, None]).pow(2).sum(dim=(0, 2, 3))) / count
+        centered = x - mean[None, :, None, None]
+        var = dist_fn.all_reduce(centered.pow(2).sum(dim=(0, 2, 3))) / count
         with torch.no_grad():
             self.num_batches_tracked.add_(1)
             momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
             self.running_mean.lerp_(mean.detach(), momentum)
             self.running_var.lerp_(var.detach() * count / (count - 1).clamp_min(1), momentum)
-        scale = self.weight * torch.rsqrt(var + self.eps)
-        return x * scale[None, :, None, None] + (self.bias - mean * scale)[None, :, None, None]
+        # Normalise the centred input (not x * scale - mean * scale): autograd would then form sum(dy * x) and
+        # mean * sum(dy) separately, and their difference loses float32 precision when |mean| >> std.
+        normalized = centered * torch.rsqrt(var + self.eps)[None, :, None, None]
+        return normalized * self.weight[None, :, None, None] + self.bias[None, :, None, None]
 
 
 def convert_sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:

@@ -148,9 +148,9 @@ def test_two_process_ddp_equals_one_process_with_the_same_global_batch(tmp_path:
                                                                       teacher_checkpoint: Path) -> None:
     # No random rescale: padding would give the ranks different numbers of labelled pixels, and each rank
     # averages its loss over its own pixels (as every DDP segmentation trainer does). No dropout: each rank
-    # draws its own masks from its own seed, which one process cannot reproduce.
+    # draws its own masks from its own seed, which one process cannot reproduce. One TFE and one TSE step.
     config = write_config(tmp_path / "s.yaml", tiny_config(
-        data={"scale_range": [1.0, 1.0]}, model={"dropout": 0.0}, optim={"iters": 4}, eval={"every": 4},
+        data={"scale_range": [1.0, 1.0]}, model={"dropout": 0.0}, optim={"iters": 2}, eval={"every": 2},
         distill={"method": "rdd", "rdd": {"tfe_fraction": 0.5}}, teacher={"checkpoint": str(teacher_checkpoint)}))
     single = subprocess.run(_cli("distill", str(config), "--out", str(tmp_path / "one"), "--device", "cpu"),
                             env=_env(), capture_output=True, text=True, timeout=300)
@@ -160,20 +160,21 @@ def test_two_process_ddp_equals_one_process_with_the_same_global_batch(tmp_path:
                 "--device", "cpu"]
     double = subprocess.run(torchrun, env=_env(), capture_output=True, text=True, timeout=300)
     assert double.returncode == 0, double.stderr[-3000:]
-    # Not bit-exact: the ranks sum gradients in another order, and max-pool ties or ReLU kinks can then go
-    # the other way. So the two runs must agree far below the size of the training update itself; a wrong
-    # batch split, unsynchronised BatchNorm or unaveraged gradients give differences of the update's order.
+    # Not bit-exact in float32: the ranks reduce in another order, and a 1e-5 change in a BatchNorm output
+    # flips the ReLU mask of pixels near zero; on this 4x4 last stage one flipped pixel moves its channel's
+    # gradient by a sixty-fourth. (In float64 the two runs agree to 1e-14.) Measured: 1 % of the update with
+    # synchronised BatchNorm, 130 % without it; unaveraged gradients or a wrong batch split are of order 100 %.
     one, two = _weights(tmp_path / "one" / "last.pt"), _weights(tmp_path / "two" / "last.pt")
     torch.manual_seed(0)  # the trainer seeds rank 0 with config.seed before building the model
-    init = build_model("deeplabv3_r18", 8, head_channels=16).state_dict()
-    keys = [k for k in one if one[k].is_floating_point()]
-    difference = sum(((one[k] - two[k]) ** 2).sum() for k in keys) ** 0.5
-    update = sum(((one[k] - init[k]) ** 2).sum() for k in keys) ** 0.5
-    assert update > 1.0 and difference / update < 1e-3
+    init = dict(build_model("deeplabv3_r18", 8, head_channels=16).named_parameters())
+    difference = sum(((one[k] - two[k]) ** 2).sum() for k in init) ** 0.5
+    update = sum(((one[k] - init[k].detach()) ** 2).sum() for k in init) ** 0.5
+    assert update > 0.05 and difference / update < 0.03
     losses = [[r["loss"] for r in read_log(tmp_path / run) if "loss" in r] for run in ("one", "two")]
-    assert losses[0] == pytest.approx(losses[1], rel=1e-4)
+    assert losses[0][0] == pytest.approx(losses[1][0], rel=1e-5)  # the same weights on the same global batch
+    assert losses[0] == pytest.approx(losses[1], rel=2e-3)
     evals = [[r["eval"] for r in read_log(tmp_path / run) if "eval" in r][-1] for run in ("one", "two")]
-    assert evals[0]["miou"] == pytest.approx(evals[1]["miou"], abs=1e-9)
+    assert evals[0]["miou"] == pytest.approx(evals[1]["miou"], abs=1e-2)  # pixel flips only; a lost rank is far off
 
 
 def test_evaluate_command_prints_table_and_writes_json(tmp_path: Path, teacher_checkpoint: Path) -> None:
