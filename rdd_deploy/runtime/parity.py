@@ -14,6 +14,7 @@ import numpy as np
 
 from rdd_deploy.errors import RDDError
 from rdd_deploy.runtime.metrics import SegmentationMetric
+from rdd_deploy.runtime.preprocess import class_map
 from rdd_deploy.runtime.segmenter import Segmenter
 
 # precision -> (minimum argmax agreement %, largest |mIoU difference| in points)
@@ -63,7 +64,7 @@ class ParityAccumulator:
         if reference.shape != candidate.shape:
             raise RDDError(f"reference logits {list(reference.shape)} and candidate logits "
                            f"{list(candidate.shape)} differ in shape")
-        ref_mask, cand_mask = reference.argmax(axis=0), candidate.argmax(axis=0)
+        ref_mask, cand_mask = class_map(reference), class_map(candidate)
         error = np.abs(reference.astype(np.float32) - candidate.astype(np.float32))
         self.images += 1
         self.pixels += ref_mask.size

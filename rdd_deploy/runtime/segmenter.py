@@ -18,7 +18,7 @@ from rdd_deploy.errors import RDDError
 from rdd_deploy.runtime.engine import Engine, open_engine
 from rdd_deploy.runtime.images import as_image
 from rdd_deploy.runtime.model_info import ModelInfo
-from rdd_deploy.runtime.preprocess import normalize_batch, resize_image, resize_logits
+from rdd_deploy.runtime.preprocess import class_map, normalize_batch, resize_image, resize_logits
 
 ImageInput = np.ndarray | str | os.PathLike
 
@@ -82,7 +82,7 @@ class Segmenter:
             if len(part) < chunk and self.engine.input_shape[0] is not None:  # a fixed batch: pad the last one
                 part = np.concatenate([part, np.repeat(part[-1:], chunk - len(part), axis=0)])
             outputs.append(self.engine.run(part)[: count - start])
-        logits = np.concatenate(outputs).astype(np.float32, copy=False)
+        logits = (outputs[0] if len(outputs) == 1 else np.concatenate(outputs)).astype(np.float32, copy=False)
         if logits.ndim != 4 or logits.shape[1] != self.info.num_classes:
             raise RDDError(f"{self.source}: output has shape {list(logits.shape)}; expected logits "
                            f"[N, {self.info.num_classes}, H, W] ({self.info.num_classes} classes in its metadata)")
@@ -108,8 +108,7 @@ class Segmenter:
 
     def predict_batch(self, images: Sequence[ImageInput]) -> list[np.ndarray]:
         """HxW class-index masks (uint8 up to 256 classes, else int32), one per image at its own size."""
-        dtype = np.uint8 if self.info.num_classes <= 256 else np.int32
-        return [logits.argmax(axis=0).astype(dtype) for logits in self.logits_batch(images)]
+        return [class_map(logits) for logits in self.logits_batch(images)]
 
     def predict(self, image: ImageInput) -> np.ndarray:
         """HxW class-index mask of one image (HxWx3 uint8 RGB array or an image file path)."""
