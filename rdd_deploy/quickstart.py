@@ -24,14 +24,14 @@ TEACHER: dict[str, Any] = {
     "name": "teacher", "seed": 0,
     "data": {"dataset": DATA, "crop_size": [64, 64], "scale_range": [0.75, 1.5], "workers": 0},
     "model": {"name": "deeplabv3_mbv2", "aux_head": True, "head_channels": 64, "width_mult": 1.0},
-    "optim": {"iters": 500, "batch_size": 8, "lr": 0.05, "weight_decay": 1e-4},
-    "distill": {"method": "ce"}, "eval": {"every": 500}, "log_every": 10, "save_every": 100,
+    "optim": {"iters": 450, "batch_size": 8, "lr": 0.05, "weight_decay": 1e-4},
+    "distill": {"method": "ce"}, "eval": {"every": 450}, "log_every": 10, "save_every": 100,
 }
 STUDENT: dict[str, Any] = {
     **TEACHER,
     "model": {"name": "deeplabv3_mbv2", "head_channels": 32, "width_mult": 0.35},
-    "optim": {"iters": 300, "batch_size": 8, "lr": 0.05, "weight_decay": 1e-4},
-    "eval": {"every": 300},
+    "optim": {"iters": 260, "batch_size": 8, "lr": 0.05, "weight_decay": 1e-4},
+    "eval": {"every": 260},
 }
 METHODS = ("ce", "kd", "rdd")
 
