@@ -177,6 +177,13 @@ def test_two_process_ddp_equals_one_process_with_the_same_global_batch(tmp_path:
     assert evals[0]["miou"] == pytest.approx(evals[1]["miou"], abs=1e-2)  # pixel flips only; a lost rank is far off
 
 
+def test_a_batch_of_one_is_refused_with_the_field_to_change(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "s.yaml", tiny_config(optim={"batch_size": 1}))
+    result = runner.invoke(app, ["train-teacher", str(config), "--out", str(tmp_path / "run"), "--device", "cpu"])
+    assert result.exit_code == 1 and "optim.batch_size 1" in str(result.exception)
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
 def test_evaluate_command_prints_table_and_writes_json(tmp_path: Path, teacher_checkpoint: Path) -> None:
     out = tmp_path / "eval.json"
     result = runner.invoke(app, ["evaluate", "--checkpoint", str(teacher_checkpoint), "--data", TINY_DATA,
