@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
-import torch
+from host import device_info
 
 from rdd_deploy.checkpoint import load_checkpoint
 from rdd_deploy.distill.config import config_from_dict
@@ -84,8 +83,7 @@ def main() -> None:
         "settings": {"data": TEACHER["data"]["dataset"], "teacher": TEACHER["model"], "student": STUDENT["model"],
                      "teacher_iters": args.teacher_iters, "student_iters": args.student_iters, "seeds": args.seeds,
                      "batch_size": STUDENT["optim"]["batch_size"], "lr": STUDENT["optim"]["lr"],
-                     "torch": torch.__version__, "host": platform.processor() or platform.machine(),
-                     "minutes": round((time.time() - started) / 60, 1)},
+                     "date": time.strftime("%Y-%m-%d"), "device": device_info(), "minutes": round((time.time() - started) / 60, 1)},
         "teacher_miou": teacher_miou,
         "students": {name: {"mean": statistics.mean(v), "std": statistics.stdev(v) if len(v) > 1 else 0.0,
                             "runs": v} for name, v in results.items()},

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
+import resource
 import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from host import device_info
 
 from rdd_deploy.distill.losses import RDDLoss, kd_loss, task_loss
 from rdd_deploy.models import build_model
@@ -59,8 +60,11 @@ def main() -> None:
     parser.add_argument("--amp", choices=["off", "bf16", "fp16"], default="off")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--teacher-half", action="store_true")
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
+                        help="a subset, e.g. one method for a peak-memory reading of that method alone")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    methods = tuple(args.methods)
 
     torch.manual_seed(0)
     device = torch.device(args.device)
@@ -79,8 +83,10 @@ def main() -> None:
     losses = {method: make_loss(method, 1000) for method in METHODS}
 
     def step(method: str) -> None:
-        with torch.no_grad():
-            t_out = teacher(images.to(next(teacher.parameters()).dtype))
+        t_out = None
+        if method != "ce":  # plain training runs no teacher: vs_ce is the whole price of distilling
+            with torch.no_grad():
+                t_out = teacher(images.to(next(teacher.parameters()).dtype))
         with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             s_out = student(images)
         loss = losses[method](s_out, t_out, labels)
@@ -97,32 +103,31 @@ def main() -> None:
         logits = {"out": fixed_student["out"].clone().requires_grad_(True)}
         losses[method](logits, fixed_teacher, labels).backward()
 
-    timings: dict[str, dict[str, list[float]]] = {"step": {m: [] for m in METHODS}, "loss": {m: [] for m in METHODS}}
+    timings: dict[str, dict[str, list[float]]] = {"step": {m: [] for m in methods}, "loss": {m: [] for m in methods}}
     for round_index in range(args.warmup + args.rounds):
         for kind, function in (("step", step), ("loss", loss_only)):
-            for method in METHODS:
+            for method in methods:
                 synchronize(device)
                 start = time.perf_counter()
                 function(method)
                 synchronize(device)
                 if round_index >= args.warmup:
                     timings[kind][method].append((time.perf_counter() - start) * 1e3)
-    if device.type == "cuda":
-        peak_memory_gib = torch.cuda.max_memory_allocated(device) / 2**30
-    else:
-        peak_memory_gib = None
+    # On CPU the process's peak resident set (models, activations, allocator caches) is what a user must have.
+    peak_memory_gib = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    peak_rss_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
     result = {
-        "settings": {**vars(args), "json": None, "torch": torch.__version__, "threads": torch.get_num_threads(),
-                     "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
-                     or platform.machine()},
+        "date": time.strftime("%Y-%m-%d"), "device": device_info(), "settings": {**vars(args), "json": None},
         "peak_memory_gib": peak_memory_gib,
+        "peak_rss_gib": round(peak_rss_gib, 3),
     }
     for kind in ("step", "loss"):
-        medians = {m: statistics.median(timings[kind][m]) for m in METHODS}
+        medians = {m: statistics.median(timings[kind][m]) for m in methods}
         result[kind] = {m: {"median_ms": round(medians[m], 3), "min_ms": round(min(timings[kind][m]), 3),
-                            "vs_kd": round(medians[m] / medians["kd"], 4), "vs_ce": round(medians[m] / medians["ce"], 4)}
-                        for m in METHODS}
+                            **{f"vs_{base}": round(medians[m] / medians[base], 4) for base in ("kd", "ce")
+                               if base in medians}}
+                        for m in methods}
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:

@@ -1,0 +1,196 @@
+"""PyTorch eager vs ONNX Runtime FP32 / FP16 / INT8 on CPU: latency, ratio to PyTorch and accuracy change.
+
+    python benchmarks/export_latency.py --json docs/results/export_latency.json
+    python benchmarks/export_latency.py --quick                      # one model, one size, fewer runs
+    python benchmarks/export_latency.py --trained runs/student/best.pt --trained runs/teacher/best.pt
+
+Full-size rows (deeplabv3_r18, deeplabv3_mbv2, pspnet_r18 with 19 classes, 512x1024 and 256x512) use
+random-init checkpoints: latency does not depend on the weights, and their parity is agreement with PyTorch on
+scikit-image's photos only. mIoU changes come from trained checkpoints (--trained, or a short CE run on the
+synthetic set when none is given), measured on that checkpoint's validation set at its own crop size.
+
+All backends of one row are timed interleaved (one call of each per round), so a background load hits them
+alike and the ratios stay fair even where absolute times drift. The wrapper-overhead row compares a bare
+onnxruntime.InferenceSession fed a pre-normalised array with Segmenter.predict on a uint8 image, interleaved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from host import device_info
+
+from rdd_deploy.checkpoint import load_checkpoint, save_checkpoint
+from rdd_deploy.data import build_dataset
+from rdd_deploy.data.cityscapes import INFO as CITYSCAPES
+from rdd_deploy.export import ExportOptions, export
+from rdd_deploy.export.formats import artifact_name
+from rdd_deploy.models import build_model
+from rdd_deploy.parity import reference_photos, torch_segmenter
+from rdd_deploy.runtime import Segmenter
+from rdd_deploy.runtime.evaluate import dataset_samples
+from rdd_deploy.runtime.latency import LatencyStats, time_callable
+from rdd_deploy.runtime.parity import compare
+from rdd_deploy.runtime.preprocess import IMAGENET_MEAN, IMAGENET_STD
+
+MODELS = ("deeplabv3_r18", "deeplabv3_mbv2", "pspnet_r18")
+SIZES = ((512, 1024), (256, 512))
+PRECISIONS = ("fp16", "int8")  # fp32 is written by every export
+
+
+def random_checkpoint(name: str, path: Path) -> Path:
+    """A full-size, random-init, 19-class (Cityscapes) checkpoint: enough for latency, not for mIoU."""
+    model = build_model(name, CITYSCAPES.num_classes, aux_head=False)
+    spec = {"name": name, "num_classes": CITYSCAPES.num_classes, "aux_head": False, "head_channels": 256,
+            "width_mult": 1.0}
+    meta = {"class_names": list(CITYSCAPES.class_names), "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
+            "ignore_index": 255, "dataset": "synthetic", "crop_size": [512, 1024], "miou": None}
+    return save_checkpoint(path, {"model_spec": spec, "model": model.state_dict(), "meta": meta})
+
+
+def train_student(out: Path, iters: int) -> Path:
+    """A short CE run of the quickstart student on the synthetic set, so mIoU changes mean something."""
+    from rdd_deploy.distill.config import config_from_dict
+    from rdd_deploy.distill.trainer import train
+    from rdd_deploy.quickstart import STUDENT
+
+    config = {**STUDENT, "name": "latency_student", "optim": {**STUDENT["optim"], "iters": iters},
+              "eval": {"every": iters}, "save_every": iters}
+    train(config_from_dict(config, "export_latency student"), out, device="cpu")
+    return out / "best.pt"
+
+
+def interleaved(segmenters: dict[str, Segmenter], size: tuple[int, int], warmup: int,
+                iters: int) -> dict[str, dict[str, Any]]:
+    """Engine-only and end-to-end ms of every segmenter, one call of each per round."""
+    image = np.random.default_rng(0).integers(0, 256, (*size, 3), dtype=np.uint8)
+    prepared = {name: seg.prepare([image]) for name, seg in segmenters.items()}
+    times: dict[str, dict[str, list[float]]] = {name: {"engine": [], "end_to_end": []} for name in segmenters}
+    for _ in range(warmup):
+        for name, seg in segmenters.items():
+            seg.run(prepared[name])
+            seg.predict(image)
+    for _ in range(iters):
+        for name, seg in segmenters.items():
+            # time_callable with iters=1 per round: the rounds, not the calls, are interleaved
+            times[name]["engine"] += time_callable(lambda: seg.run(prepared[name]), 0, 1)
+            times[name]["end_to_end"] += time_callable(lambda: seg.predict(image), 0, 1)
+    return {name: {kind: LatencyStats.from_times(t).__dict__ for kind, t in kinds.items()}
+            for name, kinds in times.items()}
+
+
+def measure(checkpoint: Path, size: tuple[int, int], trained: bool, out: Path, args: argparse.Namespace,
+            warmup: int, iters: int) -> dict[str, Any]:
+    """Export one checkpoint at one size to fp32/fp16/int8, then time and compare all four against PyTorch."""
+    calib = load_checkpoint(checkpoint)["meta"]["dataset"] if trained else "synthetic"
+    files: dict[str, Path] = {}
+    for precision in PRECISIONS:
+        options = ExportOptions(precision=precision, input_size=size, out=out, verify=False, calib_data=calib,
+                                calib_images=args.calib_images)
+        written = export(checkpoint, options)
+        files.update({"fp32": written[0], precision: written[1]})
+    onnx = {p: Segmenter.from_file(files[p]) for p in ("fp32", *PRECISIONS)}
+    segmenters = {"pytorch": torch_segmenter(checkpoint, like=onnx["fp32"], device="cpu"), **onnx}
+    latency = interleaved(segmenters, size, warmup, iters)
+    base = latency["pytorch"]
+    rows = []
+    for name, stats in latency.items():
+        row: dict[str, Any] = {"backend": name, "engine": stats["engine"], "end_to_end": stats["end_to_end"],
+                               "engine_ratio": stats["engine"]["mean_ms"] / base["engine"]["mean_ms"],
+                               "end_to_end_ratio": stats["end_to_end"]["mean_ms"] / base["end_to_end"]["mean_ms"]}
+        if name != "pytorch":
+            row["file_mb"] = round(files[name].stat().st_size / 2**20, 2)
+            if trained:
+                val = build_dataset(calib, "val")
+                samples = dataset_samples(val, max_images=args.val_images)
+            else:
+                samples = reference_photos()  # 19 random-init classes: agreement only, no labels
+            row["parity"] = compare(segmenters["pytorch"], segmenters[name], samples).to_dict()
+        rows.append(row)
+    spec = load_checkpoint(checkpoint)["model_spec"]
+    return {"model": spec["name"], "width_mult": spec.get("width_mult", 1.0), "num_classes": spec["num_classes"],
+            "checkpoint": str(checkpoint), "trained": trained, "input_size": list(size), "warmup": warmup,
+            "iters": iters, "rows": rows}
+
+
+def wrapper_overhead(onnx_path: Path, size: tuple[int, int], warmup: int, iters: int) -> dict[str, Any]:
+    """Segmenter.predict (uint8 image -> mask) vs a bare InferenceSession.run on a pre-normalised array."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    segmenter = Segmenter.from_file(onnx_path)
+    image = np.random.default_rng(0).integers(0, 256, (*size, 3), dtype=np.uint8)
+    feed = {session.get_inputs()[0].name: segmenter.prepare([image])}
+    calls = {"bare_session_run": lambda: session.run(None, feed), "segmenter_predict": lambda: segmenter.predict(image)}
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(warmup):
+        for fn in calls.values():
+            fn()
+    for _ in range(iters):
+        for name, fn in calls.items():
+            times[name] += time_callable(fn, 0, 1)
+    stats = {name: LatencyStats.from_times(t).__dict__ for name, t in times.items()}
+    overhead = stats["segmenter_predict"]["mean_ms"] / stats["bare_session_run"]["mean_ms"] - 1
+    median = stats["segmenter_predict"]["median_ms"] / stats["bare_session_run"]["median_ms"] - 1
+    return {"model": str(onnx_path.name), "input_size": list(size), "warmup": warmup, "iters": iters, **stats,
+            "overhead_mean": overhead, "overhead_median": median}
+
+
+def main() -> None:
+    """Parse arguments, run every (model, size) and the trained rows, write JSON and print a summary."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", type=Path, default=Path("docs/results/export_latency.json"))
+    parser.add_argument("--quick", action="store_true", help="deeplabv3_r18 at 256x512 only, fewer runs")
+    parser.add_argument("--trained", type=Path, action="append", default=[],
+                        help="trained checkpoint(s) for the mIoU rows (default: a short CE run)")
+    parser.add_argument("--train-iters", type=int, default=150)
+    parser.add_argument("--calib-images", type=int, default=32)
+    parser.add_argument("--val-images", type=int, default=64)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--iters", type=int, default=6, help="timed rounds at 512x1024 (x4 at smaller sizes)")
+    parser.add_argument("--overhead-iters", type=int, default=30, help="rounds of the wrapper-overhead row")
+    args = parser.parse_args()
+    models, sizes = (MODELS[:1], SIZES[1:]) if args.quick else (MODELS, SIZES)
+    iters = max(2, args.iters // 2) if args.quick else args.iters
+    started = time.perf_counter()
+    results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "device": device_info(), "cases": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        trained = args.trained or [train_student(work / "student", args.train_iters)]
+        for path in trained:
+            crop = tuple(load_checkpoint(path)["meta"]["crop_size"])
+            results["cases"].append(measure(path, crop, True, work / f"t{len(results['cases'])}", args,
+                                            args.warmup * 5, iters * 10))
+        for name in models:
+            checkpoint = random_checkpoint(name, work / name / "random.pt")
+            for size in sizes:
+                small = size[0] * size[1] < 512 * 1024
+                print(f"{name} {size[0]}x{size[1]} ...", flush=True)
+                results["cases"].append(measure(checkpoint, size, False, work / name / f"{size[0]}x{size[1]}",
+                                                args, args.warmup, iters * 4 if small else iters))
+        overhead_size = sizes[0]
+        fp32 = work / models[0] / f"{overhead_size[0]}x{overhead_size[1]}" / artifact_name(
+            models[0], overhead_size, dynamic=False, precision="fp32", fmt="onnx")
+        results["wrapper_overhead"] = wrapper_overhead(fp32, overhead_size, args.warmup, args.overhead_iters)
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2) + "\n")
+    for case in results["cases"]:
+        for row in case["rows"]:
+            parity = {k: float("nan") if v is None else v for k, v in row.get("parity", {}).items()}
+            print(f"{case['model']:15} {case['input_size'][0]:4}x{case['input_size'][1]:<5} {row['backend']:8} "
+                  f"engine {row['engine']['mean_ms']:9.1f} ms ({row['engine_ratio']:.2f}x)  e2e "
+                  f"{row['end_to_end']['mean_ms']:9.1f} ms ({row['end_to_end_ratio']:.2f}x)  agree "
+                  f"{parity.get('agreement', float('nan')):.4f} dmIoU {parity.get('miou_diff', float('nan')):+.3f}")
+    print(f"wrapper overhead: {100 * results['wrapper_overhead']['overhead_mean']:+.1f} % "
+          f"(median {100 * results['wrapper_overhead']['overhead_median']:+.1f} %); {results['seconds']} s")
+
+
+if __name__ == "__main__":
+    main()
