@@ -21,9 +21,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def quickstart_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """One scaled-down quickstart, shared by the tests of this module."""
+    """One scaled-down quickstart, shared by the tests of this module, without the [dev] extras."""
     out = tmp_path_factory.mktemp("quickstart") / "qs"
-    result = CliRunner().invoke(app, ["quickstart", "--out", str(out), "--scale", "0.01"])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(sys.modules, "skimage", None)  # README command (1) installs no scikit-image
+        result = CliRunner().invoke(app, ["quickstart", "--out", str(out), "--scale", "0.01"])
     assert result.exit_code == 0, result.output
     return out, result.output
 
