@@ -65,6 +65,26 @@ def _set_option() -> typer.models.OptionInfo:
                                           "e.g. --set optim.lr=0.01 --set distill.rdd.mode=or.")
 
 
+def _data_option() -> typer.models.OptionInfo:
+    return typer.Option(None, "--data", help="Data set NAME:PATH (overrides data.dataset).")
+
+
+def _iters_option() -> typer.models.OptionInfo:
+    return typer.Option(None, "--iters", min=1)
+
+
+def _batch_size_option() -> typer.models.OptionInfo:
+    return typer.Option(None, "--batch-size", min=1, help="Global batch, split over torchrun's processes.")
+
+
+def _resume_option() -> typer.models.OptionInfo:
+    return typer.Option(False, "--resume", help="Continue the run in --out from its last.pt.")
+
+
+def _device_option() -> typer.models.OptionInfo:
+    return typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda.")
+
+
 def _run_training(config: TrainConfig, out: Optional[Path], resume: bool, device: str, suffix: str = "") -> None:
     from rdd_deploy.distill.trainer import train
     run_dir = out or Path("runs") / f"{config.name}{suffix}"
@@ -75,12 +95,10 @@ def _run_training(config: TrainConfig, out: Optional[Path], resume: bool, device
 @app.command("train-teacher")
 def train_teacher_command(
     config: Path = _recipe_argument(), overrides: list[str] = _set_option(),
-    data: Optional[str] = typer.Option(None, "--data", help="Data set NAME:PATH (overrides data.dataset)."),
-    iters: Optional[int] = typer.Option(None, "--iters", min=1), batch_size: Optional[int] = typer.Option(
-        None, "--batch-size", min=1, help="Global batch, split over torchrun's processes."),
+    data: Optional[str] = _data_option(), iters: Optional[int] = _iters_option(),
+    batch_size: Optional[int] = _batch_size_option(),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default: runs/<recipe name>)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last.pt."),
-    device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda."),
+    resume: bool = _resume_option(), device: str = _device_option(),
 ) -> None:
     """Train a teacher with cross-entropy (plus its auxiliary head, which TFE-RDD needs)."""
     recipe = _load_recipe(config, overrides, data=data, iters=iters, batch_size=batch_size)
@@ -96,12 +114,10 @@ def distill_command(
     teacher: Optional[Path] = typer.Option(None, "--teacher", help="Teacher checkpoint (overrides "
                                            "teacher.checkpoint)."),
     method: Optional[str] = typer.Option(None, "--method", help="ce, kd, rdd, at, cwd, at+rdd or cwd+rdd."),
-    data: Optional[str] = typer.Option(None, "--data", help="Data set NAME:PATH (overrides data.dataset)."),
-    iters: Optional[int] = typer.Option(None, "--iters", min=1), batch_size: Optional[int] = typer.Option(
-        None, "--batch-size", min=1, help="Global batch, split over torchrun's processes."),
+    data: Optional[str] = _data_option(), iters: Optional[int] = _iters_option(),
+    batch_size: Optional[int] = _batch_size_option(),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default: runs/<recipe name>-<method>)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last.pt."),
-    device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda."),
+    resume: bool = _resume_option(), device: str = _device_option(),
 ) -> None:
     """Distil a student from a frozen teacher (RDD by default); torchrun runs it on many GPUs."""
     recipe = _load_recipe(config, overrides, data=data, iters=iters, batch_size=batch_size, method=method,
@@ -127,7 +143,7 @@ def evaluate_command(
     flip: bool = typer.Option(False, "--flip", help="Average with the horizontally flipped prediction."),
     scales: str = typer.Option("1.0", "--scales", help="Multi-scale test, e.g. 0.75,1,1.25."),
     max_images: Optional[int] = typer.Option(None, "--max-images", min=1),
-    device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda."),
+    device: str = _device_option(),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the result as JSON."),
 ) -> None:
     """mIoU, per-class IoU and pixel accuracy of a PyTorch checkpoint on whole images."""
