@@ -112,6 +112,11 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, env: DistEnv, log: 
     if not resume and last_path.is_file():
         raise RDDError(f"{run_dir} already holds a run (last.pt); pass --resume to continue it "
                        "or choose another output folder")
+    bn_batch = config.optim.batch_size // (1 if env.distributed and config.sync_bn else env.world_size)
+    if bn_batch < 2:  # torch's own error names a [1, C, 1, 1] tensor and nothing the user can change
+        raise RDDError(f"optim.batch_size {config.optim.batch_size} on {env.world_size} process(es) gives BatchNorm "
+                       "one image per step; the pooling branches (DeepLabV3's image pooling, PSPNet's 1x1 bin) "
+                       "need at least 2: raise optim.batch_size, or use sync_bn: true with several processes")
     torch.manual_seed(config.seed + env.rank)
     data = config.data
     train_set = build_dataset(data.dataset, "train", crop_size=tuple(data.crop_size),
@@ -128,11 +133,6 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, env: DistEnv, log: 
         if isinstance(module, nn.Dropout):
             module.p = config.model.dropout
     spec["aux_head"] = model.aux_head is not None
-    bn_batch = config.optim.batch_size // (1 if env.distributed and config.sync_bn else env.world_size)
-    if bn_batch < 2:  # torch's own error names a [1, C, 1, 1] tensor and nothing the user can change
-        raise RDDError(f"optim.batch_size {config.optim.batch_size} on {env.world_size} process(es) gives BatchNorm "
-                       "one image per step; the pooling branches (DeepLabV3's image pooling, PSPNet's 1x1 bin) "
-                       "need at least 2: raise optim.batch_size, or use sync_bn: true with several processes")
     objective = Objective(config.distill, config.optim.iters, info.ignore_index)
     teacher = load_teacher(config, info.num_classes, env.device, dtype) if objective.needs_teacher else None
     if env.distributed and config.sync_bn:
