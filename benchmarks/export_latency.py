@@ -20,38 +20,28 @@ import argparse
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from host import device_info
+from random_weights import random_checkpoint
 
-from rdd_deploy.checkpoint import load_checkpoint, save_checkpoint
+from rdd_deploy.checkpoint import load_checkpoint
 from rdd_deploy.data import build_dataset
 from rdd_deploy.data.cityscapes import INFO as CITYSCAPES
 from rdd_deploy.export import ExportOptions, export
 from rdd_deploy.export.formats import artifact_name
-from rdd_deploy.models import build_model
 from rdd_deploy.parity import reference_photos, torch_segmenter
 from rdd_deploy.runtime import Segmenter
 from rdd_deploy.runtime.evaluate import dataset_samples
 from rdd_deploy.runtime.latency import LatencyStats, time_callable
 from rdd_deploy.runtime.parity import compare
-from rdd_deploy.runtime.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 MODELS = ("deeplabv3_r18", "deeplabv3_mbv2", "pspnet_r18")
 SIZES = ((512, 1024), (256, 512))
 PRECISIONS = ("fp16", "int8")  # fp32 is written by every export
-
-
-def random_checkpoint(name: str, path: Path) -> Path:
-    """A full-size, random-init, 19-class (Cityscapes) checkpoint: enough for latency, not for mIoU."""
-    model = build_model(name, CITYSCAPES.num_classes, aux_head=False)
-    spec = {"name": name, "num_classes": CITYSCAPES.num_classes, "aux_head": False, "head_channels": 256,
-            "width_mult": 1.0}
-    meta = {"class_names": list(CITYSCAPES.class_names), "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
-            "ignore_index": 255, "dataset": "synthetic", "crop_size": [512, 1024], "miou": None}
-    return save_checkpoint(path, {"model_spec": spec, "model": model.state_dict(), "meta": meta})
 
 
 def train_student(out: Path, iters: int) -> Path:
@@ -66,29 +56,23 @@ def train_student(out: Path, iters: int) -> Path:
     return out / "best.pt"
 
 
-def interleaved(segmenters: dict[str, Segmenter], size: tuple[int, int], warmup: int,
-                iters: int) -> dict[str, dict[str, Any]]:
-    """Engine-only and end-to-end ms of every segmenter, one call of each per round."""
-    image = np.random.default_rng(0).integers(0, 256, (*size, 3), dtype=np.uint8)
-    prepared = {name: seg.prepare([image]) for name, seg in segmenters.items()}
-    times: dict[str, dict[str, list[float]]] = {name: {"engine": [], "end_to_end": []} for name in segmenters}
+def interleave(calls: dict[str, Callable[[], object]], warmup: int, iters: int) -> dict[str, dict[str, Any]]:
+    """Latency statistics of every call, timed one call of each per round so that load drift hits all alike."""
+    times: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(warmup):
-        for name, seg in segmenters.items():
-            seg.run(prepared[name])
-            seg.predict(image)
+        for call in calls.values():
+            call()
     for _ in range(iters):
-        for name, seg in segmenters.items():
-            # time_callable with iters=1 per round: the rounds, not the calls, are interleaved
-            times[name]["engine"] += time_callable(lambda: seg.run(prepared[name]), 0, 1)
-            times[name]["end_to_end"] += time_callable(lambda: seg.predict(image), 0, 1)
-    return {name: {kind: LatencyStats.from_times(t).__dict__ for kind, t in kinds.items()}
-            for name, kinds in times.items()}
+        for name, call in calls.items():
+            times[name] += time_callable(call, 0, 1)
+    return {name: LatencyStats.from_times(t).__dict__ for name, t in times.items()}
 
 
 def measure(checkpoint: Path, size: tuple[int, int], trained: bool, out: Path, args: argparse.Namespace,
             warmup: int, iters: int) -> dict[str, Any]:
     """Export one checkpoint at one size to fp32/fp16/int8, then time and compare all four against PyTorch."""
-    calib = load_checkpoint(checkpoint)["meta"]["dataset"] if trained else "synthetic"
+    stored = load_checkpoint(checkpoint)
+    calib = stored["meta"]["dataset"] if trained else "synthetic"
     files: dict[str, Path] = {}
     for precision in PRECISIONS:
         options = ExportOptions(precision=precision, input_size=size, out=out, verify=False, calib_data=calib,
@@ -97,23 +81,28 @@ def measure(checkpoint: Path, size: tuple[int, int], trained: bool, out: Path, a
         files.update({"fp32": written[0], precision: written[1]})
     onnx = {p: Segmenter.from_file(files[p]) for p in ("fp32", *PRECISIONS)}
     segmenters = {"pytorch": torch_segmenter(checkpoint, like=onnx["fp32"], device="cpu"), **onnx}
-    latency = interleaved(segmenters, size, warmup, iters)
-    base = latency["pytorch"]
+    image = np.random.default_rng(0).integers(0, 256, (*size, 3), dtype=np.uint8)
+    calls: dict[str, Callable[[], object]] = {}
+    for name, segmenter in segmenters.items():
+        prepared = segmenter.prepare([image])
+        calls[f"{name}/engine"] = lambda segmenter=segmenter, prepared=prepared: segmenter.run(prepared)
+        calls[f"{name}/end_to_end"] = lambda segmenter=segmenter: segmenter.predict(image)
+    latency = interleave(calls, warmup, iters)
+    # 19 random-init classes have no labels to score: their parity is argmax agreement on photos only
+    val = build_dataset(calib, "val") if trained else None
+    photos = None if trained else reference_photos()
     rows = []
-    for name, stats in latency.items():
-        row: dict[str, Any] = {"backend": name, "engine": stats["engine"], "end_to_end": stats["end_to_end"],
-                               "engine_ratio": stats["engine"]["mean_ms"] / base["engine"]["mean_ms"],
-                               "end_to_end_ratio": stats["end_to_end"]["mean_ms"] / base["end_to_end"]["mean_ms"]}
+    for name in segmenters:
+        row: dict[str, Any] = {"backend": name}
+        for kind in ("engine", "end_to_end"):
+            row[kind] = latency[f"{name}/{kind}"]
+            row[f"{kind}_ratio"] = row[kind]["mean_ms"] / latency[f"pytorch/{kind}"]["mean_ms"]
         if name != "pytorch":
             row["file_mb"] = round(files[name].stat().st_size / 2**20, 2)
-            if trained:
-                val = build_dataset(calib, "val")
-                samples = dataset_samples(val, max_images=args.val_images)
-            else:
-                samples = reference_photos()  # 19 random-init classes: agreement only, no labels
+            samples = dataset_samples(val, max_images=args.val_images) if val is not None else photos  # streamed
             row["parity"] = compare(segmenters["pytorch"], segmenters[name], samples).to_dict()
         rows.append(row)
-    spec = load_checkpoint(checkpoint)["model_spec"]
+    spec = stored["model_spec"]
     return {"model": spec["name"], "width_mult": spec.get("width_mult", 1.0), "num_classes": spec["num_classes"],
             "checkpoint": str(checkpoint), "trained": trained, "input_size": list(size), "warmup": warmup,
             "iters": iters, "rows": rows}
@@ -127,15 +116,8 @@ def wrapper_overhead(onnx_path: Path, size: tuple[int, int], warmup: int, iters:
     segmenter = Segmenter.from_file(onnx_path)
     image = np.random.default_rng(0).integers(0, 256, (*size, 3), dtype=np.uint8)
     feed = {session.get_inputs()[0].name: segmenter.prepare([image])}
-    calls = {"bare_session_run": lambda: session.run(None, feed), "segmenter_predict": lambda: segmenter.predict(image)}
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(warmup):
-        for fn in calls.values():
-            fn()
-    for _ in range(iters):
-        for name, fn in calls.items():
-            times[name] += time_callable(fn, 0, 1)
-    stats = {name: LatencyStats.from_times(t).__dict__ for name, t in times.items()}
+    stats = interleave({"bare_session_run": lambda: session.run(None, feed),
+                        "segmenter_predict": lambda: segmenter.predict(image)}, warmup, iters)
     overhead = stats["segmenter_predict"]["mean_ms"] / stats["bare_session_run"]["mean_ms"] - 1
     median = stats["segmenter_predict"]["median_ms"] / stats["bare_session_run"]["median_ms"] - 1
     return {"model": str(onnx_path.name), "input_size": list(size), "warmup": warmup, "iters": iters, **stats,
@@ -168,7 +150,9 @@ def main() -> None:
             results["cases"].append(measure(path, crop, True, work / f"t{len(results['cases'])}", args,
                                             args.warmup * 5, iters * 10))
         for name in models:
-            checkpoint = random_checkpoint(name, work / name / "random.pt")
+            # full size, 19 Cityscapes classes, random weights: enough for latency, not for mIoU
+            spec = {"name": name, "aux_head": False, "head_channels": 256, "width_mult": 1.0}
+            checkpoint = random_checkpoint(work / name / "random.pt", spec, CITYSCAPES.class_names, SIZES[0])
             for size in sizes:
                 small = size[0] * size[1] < 512 * 1024
                 print(f"{name} {size[0]}x{size[1]} ...", flush=True)

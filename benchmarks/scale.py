@@ -10,8 +10,8 @@ sees one value per channel and image, and cannot train on a batch of one.
 
 DDP: the real trainer (`rdd-deploy distill`, quickstart teacher and student, RDD, synthetic set) for a fixed
 number of iterations with 1 process x 1 thread, 1 process x 2 threads and 2 processes x 1 thread (torchrun,
-gloo), the last with and without synchronised BatchNorm. Throughput is images per second between the warm-up iteration and the last, from the run's log, so
-start-up, data generation and evaluation are left out.
+gloo), the last with and without synchronised BatchNorm. Throughput is images per second between the
+warm-up iteration and the last, from the run's log, so start-up, data generation and evaluation are left out.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 from host import device_info
+from random_weights import random_checkpoint
 
 HERE = Path(__file__).resolve().parent
 GRID = (((64, 128), (2, 4, 8)), ((128, 256), (2, 4, 8)), ((256, 512), (2, 4)))
@@ -48,21 +49,6 @@ def grid_cell(size: tuple[int, int], batch: int, rounds: int) -> dict[str, Any]:
     step_ms = result["step"]["rdd_tse"]["median_ms"]
     return {"size": list(size), "batch": batch, "step_ms": step_ms, "ms_per_image": round(step_ms / batch, 1),
             "images_per_s": round(1e3 * batch / step_ms, 3), "peak_rss_gib": result["peak_rss_gib"]}
-
-
-def write_teacher(path: Path) -> Path:
-    """A random-init quickstart teacher: throughput does not depend on the weights."""
-    from rdd_deploy.checkpoint import save_checkpoint
-    from rdd_deploy.models import build_model
-    from rdd_deploy.quickstart import TEACHER
-
-    spec = {key: TEACHER["model"][key] for key in ("name", "aux_head", "head_channels", "width_mult")}
-    model = build_model(**spec, num_classes=8)
-    meta = {"class_names": [str(i) for i in range(8)], "mean": [0.485, 0.456, 0.406],
-            "std": [0.229, 0.224, 0.225], "ignore_index": 255, "dataset": "synthetic", "crop_size": [64, 64],
-            "miou": None}
-    return save_checkpoint(path, {"model_spec": {**spec, "num_classes": 8}, "model": model.state_dict(),
-                                  "meta": meta})
 
 
 def ddp_run(layout: str, config: dict[str, Any], out: Path, iters: int, batch: int) -> dict[str, Any]:
@@ -90,14 +76,18 @@ def ddp_run(layout: str, config: dict[str, Any], out: Path, iters: int, batch: i
 
 def ddp_scaling(iters: int, batch: int) -> list[dict[str, Any]]:
     """Throughput of the same RDD run under every process layout."""
-    from rdd_deploy.quickstart import DATA, STUDENT
+    from rdd_deploy.quickstart import DATA, STUDENT, TEACHER
 
+    # the quickstart teacher with random weights: throughput does not depend on them
+    teacher = {key: TEACHER["model"][key] for key in ("name", "aux_head", "head_channels", "width_mult")}
+    classes = [str(i) for i in range(8)]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        teacher_path = random_checkpoint(work / "t.pt", teacher, classes, (64, 64))
         config = {**STUDENT, "name": "ddp_scaling", "data": {**STUDENT["data"], "dataset": DATA},
                   "optim": {**STUDENT["optim"], "iters": iters, "batch_size": batch},
                   "eval": {"every": 10 * iters}, "log_every": 1, "save_every": 10 * iters,
-                  "distill": {"method": "rdd"}, "teacher": {"checkpoint": str(write_teacher(work / "t.pt"))}}
+                  "distill": {"method": "rdd"}, "teacher": {"checkpoint": str(teacher_path)}}
         return [ddp_run(layout, config, work / f"run{i}", iters, batch) for i, layout in enumerate(LAYOUTS)]
 
 
