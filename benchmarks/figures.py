@@ -21,11 +21,10 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display on a server or in CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
-from rdd_deploy.checkpoint import model_from_checkpoint  # noqa: E402
+from rdd_deploy.checkpoint import load_checkpoint  # noqa: E402
 from rdd_deploy.data import build_dataset  # noqa: E402
-from rdd_deploy.models import upsample_logits  # noqa: E402
+from rdd_deploy.parity import torch_segmenter  # noqa: E402
 
 MARKERS = {"pytorch": "o", "fp32": "s", "fp16": "^", "int8": "D"}
 QUICKSTART_RUNS = ("teacher", "student_ce", "student_kd", "student_rdd")
@@ -58,24 +57,19 @@ def miou_vs_latency(results: dict[str, Any], path: Path) -> None:
     plt.close(figure)
 
 
-@torch.no_grad()
 def predictions(run_dir: Path, path: Path, images: int) -> None:
     """Rows of image, label and each quickstart model's prediction, coloured with the data set's palette."""
-    models = {name: model_from_checkpoint(run_dir / name / "best.pt") for name in QUICKSTART_RUNS}
-    meta = next(iter(models.values()))[1]
-    val = build_dataset(meta["dataset"], "val")
+    # the PyTorch models behind the runtime's own pre- and post-processing, as `rdd-deploy parity` runs them
+    segmenters = {name: torch_segmenter(run_dir / name / "best.pt", device="cpu") for name in QUICKSTART_RUNS}
+    val = build_dataset(load_checkpoint(run_dir / "teacher" / "best.pt")["meta"]["dataset"], "val")
     palette = np.array(val.info.palette, dtype=np.uint8)
-    mean, std = np.array(meta["mean"]), np.array(meta["std"])
-    columns = ["image", "label", *(f"{name}\n{100 * meta['miou']:.1f} % mIoU" for name, (_, meta)
-                                   in models.items())]
+    columns = ["image", "label", *(f"{name}\n{100 * segmenter.info.torch_miou:.1f} % mIoU"
+                                   for name, segmenter in segmenters.items())]
     figure, axes = plt.subplots(images, len(columns), figsize=(1.6 * len(columns), 1.6 * images), squeeze=False)
     for row in range(images):
-        image, label = val[row]
-        shown = [np.clip(image.permute(1, 2, 0).numpy() * std + mean, 0, 1),
-                 palette[np.where(label.numpy() == val.info.ignore_index, 0, label.numpy())]]
-        for model, _ in models.values():
-            logits = upsample_logits(model(image[None])["out"], label.shape[-2:])
-            shown.append(palette[logits.argmax(1)[0].numpy()])
+        image, label = val.raw(row)
+        shown = [image, palette[np.where(label == val.info.ignore_index, 0, label)]]
+        shown += [palette[segmenter.predict(image)] for segmenter in segmenters.values()]
         for column, picture in enumerate(shown):
             axes[row][column].imshow(picture, interpolation="nearest")
             axes[row][column].axis("off")
