@@ -1,101 +1,280 @@
-"""Accuracy study on the synthetic set: the paper's Tables 5-7 in spirit, on data that needs no download.
+"""Paired accuracy study on the synthetic set: the paper's Tables 5-8 in spirit, with no download.
 
-One teacher, then students trained with CE, KD, RDD (xor / or / and) and RDD with a TFE share of 0 / 10 /
-20 %, each with several seeds; prints and writes mean +- std of the best val mIoU. Runs that already
-finished (their last.pt reached the last iteration) are reused, so an interrupted study picks up where it
-stopped.
+Every method trains the same student from the same seed (same initial weights, same data order) against the
+same teacher, so a method's result on seed s is compared with KD's and CE's on seed s: the study reports
+mean ± std per method and the paired difference to KD and to CE with a 95 % t-interval over the seeds.
+Results are written to the JSON after every run, and runs whose last.pt reached their last iteration are
+reused, so a study stopped at any point continues where it stopped.
 
-    python benchmarks/accuracy_study.py --out runs/accuracy_study --json docs/results/accuracy_study.json
+    python benchmarks/accuracy_study.py --json docs/results/accuracy_study.json \
+        --figure docs/figures/accuracy_study.png              # 5 seeds, every variant (CPU: about an hour)
+    python benchmarks/accuracy_study.py --quick               # 2 seeds, 5 variants, shorter runs
+    python benchmarks/accuracy_study.py --device cuda         # larger images and budget, one GPU
+
+On the CPU the study uses the teacher that ships with the package (rdd_deploy/assets, made by
+`rdd-deploy train-teacher configs/synthetic/teacher.yaml`); `--device cuda` trains its own at its image size.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import math
+import os
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 from host import device_info
 
+from rdd_deploy.atomic import atomic_write_text
 from rdd_deploy.checkpoint import load_checkpoint
-from rdd_deploy.distill.config import config_from_dict
-from rdd_deploy.distill.trainer import train
-from rdd_deploy.quickstart import STUDENT, TEACHER
+from rdd_deploy.data import build_dataset
+from rdd_deploy.data.synthetic import majority_floor, parse_options
+from rdd_deploy.quickstart import DATA, PACKAGED_TEACHER, STUDENT, TEACHER, TEACHER_DATA
 
-# name -> distill section; "rdd" is the paper's default (xor, TFE for the first 10 %)
+# name -> distill section. "rdd" is the paper's default: xor, TFE for the first 10 %, threshold 0.7.
+RDD = {"method": "rdd", "rdd": {"mode": "xor", "tfe_fraction": 0.1, "threshold": 0.7}}
+
+
+def _rdd(**changes: Any) -> dict[str, Any]:
+    variant = copy.deepcopy(RDD)
+    variant["rdd"].update(changes)
+    return variant
+
+
 VARIANTS: dict[str, dict[str, Any]] = {
     "ce": {"method": "ce"},
     "kd": {"method": "kd"},
-    "rdd (xor, tfe 10%)": {"method": "rdd", "rdd": {"mode": "xor", "tfe_fraction": 0.1}},
-    "rdd (or)": {"method": "rdd", "rdd": {"mode": "or", "tfe_fraction": 0.1}},
-    "rdd (and)": {"method": "rdd", "rdd": {"mode": "and", "tfe_fraction": 0.1}},
-    "rdd (tfe 0%)": {"method": "rdd", "rdd": {"mode": "xor", "tfe_fraction": 0.0}},
-    "rdd (tfe 20%)": {"method": "rdd", "rdd": {"mode": "xor", "tfe_fraction": 0.2}},
+    "rdd": RDD,
+    "rdd official": _rdd(preset="official"),
+    "at": {"method": "at"},
+    "at+rdd": {**_rdd(), "method": "at+rdd"},
+    "rdd or": _rdd(mode="or"),
+    "rdd and": _rdd(mode="and"),
+    "rdd tfe 0%": _rdd(tfe_fraction=0.0),
+    "rdd tfe 20%": _rdd(tfe_fraction=0.2),
+    "rdd t=0.6": _rdd(threshold=0.6),
+    "rdd t=0.8": _rdd(threshold=0.8),
 }
+# The paper's tables, each a list of variants that differ in one thing.
+TABLES = {
+    "methods (Tables 2 and 8)": ["ce", "kd", "rdd", "rdd official", "at", "at+rdd"],
+    "TSE combination (Table 5)": ["rdd", "rdd or", "rdd and"],
+    "TFE share (Table 6)": ["rdd tfe 0%", "rdd", "rdd tfe 20%"],
+    "threshold (Table 7)": ["rdd t=0.6", "rdd", "rdd t=0.8"],
+}
+QUICK_VARIANTS = ["ce", "kd", "rdd", "rdd official", "at+rdd"]
+# OHEM's min_kept in the official code is 100000 pixels of a 2 x 512 x 1024 GPU batch: the same 9.5 % here.
+OFFICIAL_KEPT_SHARE = 100_000 / (2 * 512 * 1024)
+# image size, teacher iterations (None: the packaged teacher), student iterations, runs at once
+BUDGETS = {
+    "cpu": {"size": 64, "teacher_iters": None, "student_iters": STUDENT["optim"]["iters"], "jobs": 2},
+    "cuda": {"size": 128, "teacher_iters": 8000, "student_iters": 1600, "jobs": 6},
+}
+
+
+def at_size(data: str, size: int) -> str:
+    """The same synthetic split counts at another image size."""
+    settings = {**parse_options(data.partition(":")[2]), "size": size}
+    return "synthetic:" + ",".join(f"{key}={value}" for key, value in settings.items())
+
+
+def slug(name: str) -> str:
+    """A folder name for a variant."""
+    return "".join(c if c.isalnum() else "_" for c in name).strip("_")
 
 
 def finished(run_dir: Path, iters: int) -> bool:
     """True when the run's last.pt reached its last iteration."""
-    try:
-        return load_checkpoint(run_dir / "last.pt")["train_state"]["iteration"] >= iters
-    except Exception:
+    if not (run_dir / "last.pt").is_file():
         return False
+    return load_checkpoint(run_dir / "last.pt")["train_state"]["iteration"] >= iters
 
 
-def run(config: dict[str, Any], run_dir: Path) -> float:
-    """Train (or reuse) one run and return its best val mIoU."""
+def train_run(config: dict[str, Any], run_dir: Path, device: str, threads: int) -> float:
+    """Train (or reuse) one run in this process and return its final val mIoU."""
+    import torch
+
+    from rdd_deploy.distill.config import config_from_dict
+    from rdd_deploy.distill.trainer import train
+
+    torch.set_num_threads(threads)
     iters = config["optim"]["iters"]
     if not finished(run_dir, iters):
-        train(config_from_dict(config, str(run_dir)), run_dir, resume=(run_dir / "last.pt").is_file(), device="cpu")
-    return float(load_checkpoint(run_dir / "best.pt")["meta"]["miou"])
+        train(config_from_dict(config, str(run_dir)), run_dir, resume=(run_dir / "last.pt").is_file(),
+              device=device, log=False)
+    return float(load_checkpoint(run_dir / "last.pt")["meta"]["miou"])
+
+
+def student_config(name: str, seed: int, teacher: Path, data: str, size: int, iters: int) -> dict[str, Any]:
+    """The student recipe with one variant's distill section; evaluated once, at the end."""
+    distill = copy.deepcopy(VARIANTS[name])
+    if distill.get("rdd", {}).get("preset") == "official":
+        pixels = STUDENT["optim"]["batch_size"] * size * size
+        distill["rdd"]["min_kept"] = round(OFFICIAL_KEPT_SHARE * pixels)
+    return {**STUDENT, "name": name, "seed": seed, "distill": distill, "teacher": {"checkpoint": str(teacher)},
+            "data": {**STUDENT["data"], "dataset": data, "crop_size": [size, size]},
+            "optim": {**STUDENT["optim"], "iters": iters}, "eval": {"every": iters}, "save_every": iters}
+
+
+def t_interval(differences: list[float]) -> tuple[float, float | None, float | None]:
+    """Mean and 95 % t-interval of paired differences (no bounds with fewer than two)."""
+    from scipy import stats
+
+    mean = statistics.mean(differences)
+    if len(differences) < 2:
+        return mean, None, None
+    half = stats.t.ppf(0.975, len(differences) - 1) * statistics.stdev(differences) / math.sqrt(len(differences))
+    return mean, mean - half, mean + half
+
+
+def summarise(runs: dict[str, dict[int, float]]) -> dict[str, Any]:
+    """Per variant: mean, std, runs, and the paired difference to KD and CE over the seeds both have."""
+    summary = {}
+    for name, by_seed in runs.items():
+        values = [by_seed[s] for s in sorted(by_seed)]
+        row: dict[str, Any] = {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1
+                               else 0.0, "runs": {str(s): by_seed[s] for s in sorted(by_seed)}}
+        for reference in ("kd", "ce"):
+            seeds = sorted(set(by_seed) & set(runs.get(reference, {})))
+            if name != reference and seeds:
+                mean, low, high = t_interval([by_seed[s] - runs[reference][s] for s in seeds])
+                row[f"vs_{reference}"] = {"mean": mean, "ci95": [low, high], "seeds": len(seeds)}
+        summary[name] = row
+    return summary
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The tables of docs/benchmarks.md, in mIoU points."""
+    students, floor = result["students"], result["majority_floor"]
+
+    def diff(row: dict[str, Any], key: str) -> str:
+        if key not in row:
+            return "-"
+        d = row[key]
+        if d["ci95"][0] is None:
+            return f"{100 * d['mean']:+.2f}"
+        return f"{100 * d['mean']:+.2f} [{100 * d['ci95'][0]:+.2f}, {100 * d['ci95'][1]:+.2f}]"
+
+    lines = [f"teacher {100 * result['teacher_miou']:.2f} · majority-class floor {100 * floor:.2f}", ""]
+    for title, names in TABLES.items():
+        lines += [f"**{title}**", "", "| student | mIoU % mean ± std | Δ vs KD [95 % CI] | Δ vs CE [95 % CI] |",
+                  "|---|---:|---:|---:|"]
+        lines += [f"| {name} | {100 * students[name]['mean']:.2f} ± {100 * students[name]['std']:.2f} | "
+                  f"{diff(students[name], 'vs_kd')} | {diff(students[name], 'vs_ce')} |"
+                  for name in names if name in students]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def figure(result: dict[str, Any], path: Path) -> None:
+    """Bars of each variant's paired difference to KD and to CE, with their 95 % intervals."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [n for n in VARIANTS if n in result["students"]]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(names) + 1.5), sharey=True)
+    for axis, reference in zip(axes, ("kd", "ce")):
+        rows = [(n, result["students"][n].get(f"vs_{reference}")) for n in names]
+        for y, (name, d) in enumerate(rows):
+            if d is None:
+                continue
+            mean = 100 * d["mean"]
+            if d["ci95"][0] is None:
+                axis.barh(y, mean, color="tab:gray", alpha=0.7)
+                continue
+            low, high = (100 * v for v in d["ci95"])
+            colour = "tab:green" if low > 0 else "tab:red" if high < 0 else "tab:gray"
+            axis.barh(y, mean, color=colour, alpha=0.7)
+            axis.errorbar(mean, y, xerr=[[mean - low], [high - mean]], color="black", capsize=3)
+        axis.axvline(0, color="black", linewidth=0.8)
+        axis.set_title(f"paired Δ mIoU vs {reference.upper()} (points, 95 % CI)")
+        axis.set_yticks(range(len(names)), names)
+    axes[0].invert_yaxis()
+    settings = result["settings"]
+    fig.suptitle(f"synthetic set, {len(settings['seeds'])} seeds, teacher {100 * result['teacher_miou']:.1f} %, "
+                 f"{settings['device_kind']}")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main() -> None:
-    """Train everything, then print and write the table."""
+    """Train every (variant, seed) pair, then print and write the tables, the JSON and the figure."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/accuracy_study"))
-    parser.add_argument("--json", type=Path)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--teacher-iters", type=int, default=1200)
-    parser.add_argument("--student-iters", type=int, default=600)
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--json", type=Path, help="results file, rewritten after every run")
+    parser.add_argument("--figure", type=Path, help="PNG of the paired differences")
+    parser.add_argument("--device", choices=sorted(BUDGETS), default="cpu")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--student-iters", type=int, help="default: the regime's (CPU) or the cuda budget's")
+    parser.add_argument("--jobs", type=int, help="runs trained at once (default: the device budget's)")
+    parser.add_argument("--teacher", type=Path, help="teacher checkpoint (default: the packaged one on CPU)")
+    parser.add_argument("--quick", action="store_true", help="2 seeds, 5 variants, a quarter of the iterations")
     args = parser.parse_args()
+    budget = dict(BUDGETS[args.device])
+    seeds, variants = (args.seeds[:2], [v for v in args.variants if v in QUICK_VARIANTS]) if args.quick \
+        else (args.seeds, args.variants)
+    iters = args.student_iters or (budget["student_iters"] // (4 if args.quick else 1))
+    jobs = args.jobs or budget["jobs"]
+    size = budget["size"]
+    data = at_size(DATA, size)
     started = time.time()
 
-    evaluation = {"every": 100}
-    teacher_config = {**TEACHER, "optim": {**TEACHER["optim"], "iters": args.teacher_iters}, "eval": evaluation}
-    teacher_miou = run(teacher_config, args.out / "teacher")
-    teacher = args.out / "teacher" / "best.pt"
+    teacher = args.teacher
+    if teacher is None and budget["teacher_iters"] is None:
+        teacher = PACKAGED_TEACHER
+    if teacher is None:  # this budget's images differ from the packaged teacher's: train one here
+        teacher_iters = budget["teacher_iters"] // (4 if args.quick else 1)
+        config = {**TEACHER, "data": {**TEACHER["data"], "dataset": at_size(TEACHER_DATA, size),
+                                      "crop_size": [size, size]},
+                  "optim": {**TEACHER["optim"], "iters": teacher_iters}, "eval": {"every": teacher_iters},
+                  "save_every": teacher_iters}
+        train_run(config, args.out / "teacher", args.device, os.cpu_count() or 1)
+        teacher = args.out / "teacher" / "last.pt"
+    teacher_miou = float(load_checkpoint(teacher)["meta"]["miou"])
 
-    results: dict[str, list[float]] = {}
-    for seed in args.seeds:  # seed-major: a study stopped early still covers every variant
-        for name in args.variants:
-            config = {**STUDENT, "name": name, "seed": seed, "distill": VARIANTS[name], "eval": evaluation,
-                      "optim": {**STUDENT["optim"], "iters": args.student_iters},
-                      "teacher": {"checkpoint": str(teacher)}}
-            slug = name.replace(" ", "_").replace("(", "").replace(")", "").replace(",", "").replace("%", "")
-            results.setdefault(name, []).append(run(config, args.out / f"{slug}_seed{seed}"))
-            print(f"{name:20s} seed {seed}: {100 * results[name][-1]:.2f}", flush=True)
+    pairs = [(seed, name) for seed in seeds for name in variants]  # seed-major: a partial study stays paired
+    runs: dict[str, dict[int, float]] = {}
+    threads = max(1, (os.cpu_count() or 1) // jobs) if args.device == "cpu" else 1
 
-    summary = {
-        "settings": {"data": TEACHER["data"]["dataset"], "teacher": TEACHER["model"], "student": STUDENT["model"],
-                     "teacher_iters": args.teacher_iters, "student_iters": args.student_iters, "seeds": args.seeds,
-                     "batch_size": STUDENT["optim"]["batch_size"], "lr": STUDENT["optim"]["lr"],
-                     "date": time.strftime("%Y-%m-%d"), "device": device_info(),
-                     "minutes": round((time.time() - started) / 60, 1)},
-        "teacher_miou": teacher_miou,
-        "students": {name: {"mean": statistics.mean(v), "std": statistics.stdev(v) if len(v) > 1 else 0.0,
-                            "runs": v} for name, v in results.items()},
-    }
-    print(f"\n| method | val mIoU % (mean ± std over {len(args.seeds)} seeds) |\n|---|---|")
-    print(f"| teacher ({TEACHER['model']['name']} ×{TEACHER['model']['width_mult']}) | {100 * teacher_miou:.2f} |")
-    for name, row in summary["students"].items():
-        print(f"| {name} | {100 * row['mean']:.2f} ± {100 * row['std']:.2f} |")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(summary, indent=2) + "\n")
+    def record(seed: int, name: str, miou: float) -> None:
+        runs.setdefault(name, {})[seed] = miou
+        print(f"{name:14s} seed {seed}: {100 * miou:.2f}", flush=True)
+        result = {
+            "settings": {"data": data, "teacher": str(teacher), "teacher_model": TEACHER["model"],
+                         "student_model": STUDENT["model"], "student_iters": iters, "seeds": seeds,
+                         "variants": variants, "batch_size": STUDENT["optim"]["batch_size"],
+                         "lr": STUDENT["optim"]["lr"], "jobs": jobs, "threads_per_run": threads,
+                         "device_kind": args.device, "date": time.strftime("%Y-%m-%d"), "device": device_info(),
+                         "minutes": round((time.time() - started) / 60, 1)},
+            "teacher_miou": teacher_miou, "majority_floor": floor,
+            "students": summarise({n: runs[n] for n in variants if n in runs}),
+        }
+        if args.json:
+            atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
+        state["result"] = result
+
+    floor = majority_floor(build_dataset(data, "val"))
+    state: dict[str, Any] = {}
+    configs = {(seed, name): student_config(name, seed, teacher, data, size, iters) for seed, name in pairs}
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(train_run, configs[pair], args.out / f"{slug(pair[1])}_seed{pair[0]}", args.device,
+                               threads): pair for pair in pairs}
+        for future, (seed, name) in futures.items():  # in submission order, so the JSON grows seed by seed
+            record(seed, name, future.result())
+    print("\n" + markdown(state["result"]))
+    if args.figure:
+        figure(state["result"], args.figure)
 
 
 if __name__ == "__main__":

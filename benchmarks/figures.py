@@ -22,7 +22,6 @@ matplotlib.use("Agg")  # files only: no display on a server or in CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from rdd_deploy.checkpoint import load_checkpoint  # noqa: E402
 from rdd_deploy.data import build_dataset  # noqa: E402
 from rdd_deploy.parity import torch_segmenter  # noqa: E402
 
@@ -60,8 +59,10 @@ def miou_vs_latency(results: dict[str, Any], path: Path) -> None:
 def predictions(run_dir: Path, path: Path, images: int) -> None:
     """Rows of image, label and each quickstart model's prediction, coloured with the data set's palette."""
     # the PyTorch models behind the runtime's own pre- and post-processing, as `rdd-deploy parity` runs them
-    segmenters = {name: torch_segmenter(run_dir / name / "best.pt", device="cpu") for name in QUICKSTART_RUNS}
-    val = build_dataset(load_checkpoint(run_dir / "teacher" / "best.pt")["meta"]["dataset"], "val")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    runs = {run["run"]: run for run in summary["runs"]}
+    segmenters = {name: torch_segmenter(runs[name]["checkpoint"], device="cpu") for name in QUICKSTART_RUNS}
+    val = build_dataset(summary["data"], "val")
     palette = np.array(val.info.palette, dtype=np.uint8)
     columns = ["image", "label", *(f"{name}\n{100 * segmenter.info.torch_miou:.1f} % mIoU"
                                    for name, segmenter in segmenters.items())]

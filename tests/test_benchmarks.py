@@ -32,3 +32,23 @@ def test_train_step_times_every_method_side_by_side(tmp_path: Path) -> None:
 def test_train_step_with_one_method_reports_no_missing_ratio(tmp_path: Path) -> None:
     report = train_step(tmp_path / "one.json", "--rounds", "1", "--methods", "rdd_tse")
     assert list(report["step"]) == ["rdd_tse"] and set(report["step"]["rdd_tse"]) == {"median_ms", "min_ms"}
+
+
+def test_accuracy_study_quick_path_is_paired_and_resumable(tmp_path: Path) -> None:
+    command = [sys.executable, str(ROOT / "benchmarks" / "accuracy_study.py"), "--quick", "--student-iters", "2",
+               "--variants", "ce", "kd", "rdd", "--jobs", "1", "--out", str(tmp_path / "runs"),
+               "--json", str(tmp_path / "study.json"), "--figure", str(tmp_path / "study.png")]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr
+    report = json.loads((tmp_path / "study.json").read_text())
+    assert report["settings"]["seeds"] == [0, 1] and set(report["students"]) == {"ce", "kd", "rdd"}
+    rdd = report["students"]["rdd"]
+    kd_runs = report["students"]["kd"]["runs"]
+    paired = [rdd["runs"][s] - kd_runs[s] for s in ("0", "1")]
+    assert abs(rdd["vs_kd"]["mean"] - sum(paired) / 2) < 1e-12 and rdd["vs_kd"]["seeds"] == 2
+    low, high = rdd["vs_kd"]["ci95"]
+    assert low <= rdd["vs_kd"]["mean"] <= high
+    assert "vs_kd" not in report["students"]["kd"] and 0 < report["majority_floor"] < report["teacher_miou"]
+    assert (tmp_path / "study.png").stat().st_size > 1000
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)  # every run is reused
+    assert again.returncode == 0 and json.loads((tmp_path / "study.json").read_text())["students"] == report["students"]

@@ -38,7 +38,7 @@ def test_quickstart_trains_exports_checks_and_times(quickstart_run: tuple[Path, 
         model, meta = model_from_checkpoint(run["checkpoint"])
         assert meta["miou"] == run["miou"] and 0.0 <= run["miou"] <= 1.0
     teacher, students = summary["runs"][0], summary["runs"][1:]
-    assert teacher["params_m"] > 3 * students[0]["params_m"]
+    assert teacher["params_m"] > 2 * students[0]["params_m"]
     assert summary["best_student"] == max(students, key=lambda run: run["miou"])["run"]
     onnx = Segmenter.from_file(summary["onnx"])
     assert onnx.info.num_classes == 8 and onnx.info.torch_miou is not None
@@ -56,3 +56,47 @@ def test_prediction_figure_is_drawn_from_a_quickstart_run(quickstart_run: tuple[
     with Image.open(tmp_path / "predictions.png") as figure:
         width, height = figure.size
     assert width > 2 * height  # two rows of six panels: image, label, teacher, CE, KD, RDD
+
+
+def test_synthetic_recipes_are_the_quickstart_regime() -> None:
+    from rdd_deploy.distill.config import config_from_dict, load_config
+    from rdd_deploy.quickstart import PACKAGED_TEACHER, STUDENT, TEACHER
+
+    assert load_config(ROOT / "configs" / "synthetic" / "teacher.yaml") == config_from_dict(TEACHER)
+    student = load_config(ROOT / "configs" / "synthetic" / "student_rdd.yaml")
+    expected = {**STUDENT, "distill": {"method": "rdd", "rdd": {"tfe_fraction": 0.1, "threshold": 0.7, "mode": "xor"}},
+                "teacher": {"checkpoint": str(PACKAGED_TEACHER.relative_to(ROOT))}}
+    assert student == config_from_dict(expected)
+
+
+def test_packaged_teacher_is_small_and_scores_what_it_says() -> None:
+    from rdd_deploy.data import build_dataset
+    from rdd_deploy.data.synthetic import majority_floor
+    from rdd_deploy.distill.evaluate import evaluate_checkpoint
+    from rdd_deploy.quickstart import DATA, PACKAGED_TEACHER, TEACHER
+
+    assert PACKAGED_TEACHER.stat().st_size <= 10 * 2**20
+    result = evaluate_checkpoint(PACKAGED_TEACHER, DATA, device="cpu")
+    assert result["miou"] >= 0.60
+    assert abs(result["miou"] - result["torch_miou"]) < 1e-6  # the file's own record of its score is true
+    model, meta = model_from_checkpoint(PACKAGED_TEACHER)
+    assert meta["dataset"] == TEACHER["data"]["dataset"] and model.aux_head is not None  # TFE needs the aux head
+    # ... and far above a network stuck at the majority class
+    assert result["miou"] > majority_floor(build_dataset(DATA, "val")) + 0.5
+
+
+def test_students_data_is_a_subset_with_every_class_and_a_low_floor() -> None:
+    import numpy as np
+
+    from rdd_deploy.data import build_dataset
+    from rdd_deploy.data.synthetic import NAMES, majority_floor
+    from rdd_deploy.quickstart import DATA, TEACHER_DATA
+
+    students, teachers = build_dataset(DATA, "train"), build_dataset(TEACHER_DATA, "train")
+    assert (len(students), len(teachers)) == (256, 2048)
+    assert all(np.array_equal(students.raw(i)[1], teachers.raw(i)[1]) for i in (0, 255))
+    val = build_dataset(DATA, "val")
+    counts = sum(np.bincount(val.raw(i)[1].ravel(), minlength=len(NAMES)) for i in range(len(val)))
+    assert (counts / counts.sum() >= 0.02).all()  # every object class is worth scoring
+    floor = majority_floor(val)
+    assert floor == counts[0] / counts.sum() / len(NAMES) and 0.05 < floor < 0.10

@@ -29,16 +29,30 @@ _RESNET_LAYERS = {18: (DilatedBasicBlock, [2, 2, 2, 2]), 50: (Bottleneck, [3, 4,
 
 
 class ResNetBackbone(nn.Module):
-    """ResNet with strides of layer3/layer4 replaced by dilation 2/4 (output stride 8)."""
+    """ResNet with strides of layer3/layer4 replaced by dilation 2/4 (output stride 8).
 
-    def __init__(self, depth: int) -> None:
+    `width_mult` scales every stage's width (1.0 is torchvision's network, whose ImageNet weights load as
+    they are); thinner ResNets are small students that still train fast from scratch on a CPU.
+    """
+
+    def __init__(self, depth: int, width_mult: float = 1.0) -> None:
         super().__init__()
         block, layers = _RESNET_LAYERS[depth]
         net = ResNet(block, layers, replace_stride_with_dilation=[False, True, True])
+        if width_mult != 1.0:
+            widths = [max(8, round(64 * width_mult * 2**stage)) for stage in range(4)]
+            net.inplanes, net.dilation = widths[0], 1
+            net.conv1 = nn.Conv2d(3, widths[0], 7, 2, 3, bias=False)
+            net.bn1 = nn.BatchNorm2d(widths[0])
+            # torchvision's own layer builder, so blocks, names and dilations stay those of width 1.0
+            net.layer1 = net._make_layer(block, widths[0], layers[0])
+            net.layer2 = net._make_layer(block, widths[1], layers[1], stride=2)
+            net.layer3 = net._make_layer(block, widths[2], layers[2], stride=2, dilate=True)
+            net.layer4 = net._make_layer(block, widths[3], layers[3], stride=2, dilate=True)
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
-        expansion = block.expansion
-        self.channels = [64 * expansion, 128 * expansion, 256 * expansion, 512 * expansion]
+        self.channels = [layer[-1].conv2.out_channels if block is DilatedBasicBlock else layer[-1].conv3.out_channels
+                         for layer in (self.layer1, self.layer2, self.layer3, self.layer4)]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Return the outputs of the four stages (strides 4, 8, 8, 8)."""

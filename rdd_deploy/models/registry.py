@@ -26,15 +26,15 @@ class Architecture:
 
 
 MODELS: dict[str, Architecture] = {
-    "deeplabv3_r101": Architecture(lambda **kw: ResNetBackbone(101), DeepLabV3Head, True,
+    "deeplabv3_r101": Architecture(lambda width_mult=1.0, **kw: ResNetBackbone(101, width_mult), DeepLabV3Head, True,
                                    "teacher: DeepLabV3, ResNet-101, OS8, aux FCN head on layer3"),
-    "deeplabv3_r50": Architecture(lambda **kw: ResNetBackbone(50), DeepLabV3Head, True,
+    "deeplabv3_r50": Architecture(lambda width_mult=1.0, **kw: ResNetBackbone(50, width_mult), DeepLabV3Head, True,
                                   "DeepLabV3, ResNet-50, OS8"),
-    "deeplabv3_r18": Architecture(lambda **kw: ResNetBackbone(18), DeepLabV3Head, False,
+    "deeplabv3_r18": Architecture(lambda width_mult=1.0, **kw: ResNetBackbone(18, width_mult), DeepLabV3Head, False,
                                   "student: DeepLabV3, ResNet-18, OS8"),
     "deeplabv3_mbv2": Architecture(lambda width_mult=1.0, **kw: MobileNetV2Backbone(width_mult), DeepLabV3Head,
                                    False, "student: DeepLabV3, MobileNetV2, OS8"),
-    "pspnet_r18": Architecture(lambda **kw: ResNetBackbone(18), PSPHead, False,
+    "pspnet_r18": Architecture(lambda width_mult=1.0, **kw: ResNetBackbone(18, width_mult), PSPHead, False,
                                "student: PSPNet (bins 1/2/3/6), ResNet-18, OS8"),
     "pspnet_mbv2": Architecture(lambda width_mult=1.0, **kw: MobileNetV2Backbone(width_mult), PSPHead, False,
                                 "PSPNet (bins 1/2/3/6), MobileNetV2, OS8"),
