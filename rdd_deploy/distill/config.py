@@ -73,6 +73,11 @@ class RDDConfig(Section):
     mode: Literal["xor", "and", "or"] = "xor"
     min_kept: Optional[int] = Field(None, ge=0)
     class_weights: Optional[list[float]] = None
+    confidence: Optional[Literal["max", "target"]] = Field(
+        None, description="ours, for ablations: TSE's confidence alone (default: the preset's, max / target class)")
+    tse_mean: Optional[Literal["pixels", "selected"]] = Field(
+        None, description="ours, for ablations: TSE's CE averaged over all pixels or the selected ones (default: "
+                          "the preset's, pixels / selected)")
 
 
 class DistillConfig(Section):

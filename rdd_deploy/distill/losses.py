@@ -161,7 +161,8 @@ class RDDLoss(nn.Module):
     def __init__(self, total_iters: int, tfe_fraction: float = 0.1, threshold: float = 0.7, mode: Mode = "xor",
                  preset: Preset = "paper", temperature: float = 1.0, kd_weight: float = 1.0, aux_weight: float = 0.4,
                  ignore_index: int = 255, class_weights: list[float] | torch.Tensor | None = None,
-                 min_kept: int | None = None) -> None:
+                 min_kept: int | None = None, confidence: Confidence | None = None,
+                 tse_mean: Literal["pixels", "selected"] | None = None) -> None:
         super().__init__()
         if preset not in ("paper", "official"):
             raise ValueError(f"preset must be 'paper' or 'official', got {preset!r}")
@@ -175,7 +176,9 @@ class RDDLoss(nn.Module):
         self.temperature, self.kd_weight, self.aux_weight = temperature, kd_weight, aux_weight
         self.ignore_index = ignore_index
         self.official = preset == "official"
-        self.confidence: Confidence = "target" if self.official else "max"
+        # None: the preset's (paper: max probability, official: target class); set alone, it is ours, not the paper's
+        self.confidence: Confidence = confidence or ("target" if self.official else "max")
+        self.tse_over_selected = self.official if tse_mean is None else tse_mean == "selected"
         self.min_kept = (OFFICIAL_MIN_KEPT if self.official else 0) if min_kept is None else min_kept
         weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
         self.register_buffer("class_weights", weights, persistent=False)
@@ -206,7 +209,7 @@ class RDDLoss(nn.Module):
                         else pixel_weights.sum()
                 else:
                     rd = self._tse_map(log_ps.detach(), s_logits, t_logits, target)
-                    denominator = (rd * pixel_weights).sum() if self.official else pixel_weights.sum()
+                    denominator = (rd * pixel_weights).sum() if self.tse_over_selected else pixel_weights.sum()
                 term = _safe_ratio((rd * ce).sum(), denominator)
                 total = total + weight * term
                 terms[name] = term.detach()

@@ -35,7 +35,8 @@ class Objective(nn.Module):
             rdd = config.rdd
             self.rdd = RDDLoss(total_iters, rdd.tfe_fraction, rdd.threshold, rdd.mode, rdd.preset,
                                config.temperature, config.kd_weight if self.base == "rdd" else 0.0,
-                               config.aux_weight, ignore_index, rdd.class_weights, rdd.min_kept)
+                               config.aux_weight, ignore_index, rdd.class_weights, rdd.min_kept, rdd.confidence,
+                               rdd.tse_mean)
 
     @property
     def needs_teacher(self) -> bool:

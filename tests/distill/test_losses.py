@@ -244,3 +244,16 @@ def test_tfe_without_teacher_aux_head_explains_what_is_missing():
     logits, target = torch.randn(1, 2, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long)
     with pytest.raises(ValueError, match="auxiliary head"):
         RDDLoss(total_iters=10)({"out": logits}, {"out": logits}, target, 0)
+
+
+def test_confidence_option_switches_only_the_tse_confidence_of_the_paper_preset():
+    # the same four pixels as above, labelled so that max and target-class confidence select differently
+    student, teacher = _probs_to_logits(STUDENT), _probs_to_logits(TEACHER)
+    target = torch.tensor([[[1, 1, 0, 0]]])
+    criterion = RDDLoss(total_iters=10, tfe_fraction=0.0, kd_weight=0.0, confidence="target")
+    out = criterion({"out": student}, {"out": teacher}, target, iteration=0)
+    selected = tse_difficulty(student, teacher, target=target, confidence="target")
+    assert selected.flatten().tolist() != tse_difficulty(student, teacher).flatten().tolist()
+    ce = -torch.log_softmax(student, dim=1).gather(1, target[:, None])[:, 0]
+    assert torch.allclose(out.terms["task"], (selected * ce).sum() / target.numel())
+    assert RDDLoss(total_iters=10).confidence == "max" and RDDLoss(10, preset="official").confidence == "target"
