@@ -60,6 +60,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "rdd tfe 20%": _rdd(tfe_fraction=0.2),
     "rdd t=0.6": _rdd(threshold=0.6),
     "rdd t=0.8": _rdd(threshold=0.8),
+    # ours, not the paper's: the official preset's first two differences, one at a time on the paper preset
+    "rdd target conf": _rdd(confidence="target"),
+    "rdd ohem": _rdd(min_kept="ohem"),
+    "rdd tse mean selected": _rdd(tse_mean="selected"),
 }
 # The paper's tables, each a list of variants that differ in one thing.
 TABLES = {
@@ -67,6 +71,8 @@ TABLES = {
     "TSE combination (Table 5)": ["rdd", "rdd or", "rdd and"],
     "TFE share (Table 6)": ["rdd tfe 0%", "rdd", "rdd tfe 20%"],
     "threshold (Table 7)": ["rdd t=0.6", "rdd", "rdd t=0.8"],
+    "paper vs official preset, one difference at a time (ours)": ["rdd", "rdd target conf", "rdd ohem",
+                                                                   "rdd tse mean selected", "rdd official"],
 }
 QUICK_VARIANTS = ["ce", "kd", "rdd", "rdd official", "at+rdd"]
 # OHEM's min_kept in the official code is 100000 pixels of a 2 x 512 x 1024 GPU batch: the same 9.5 % here.
@@ -114,9 +120,9 @@ def train_run(config: dict[str, Any], run_dir: Path, device: str, threads: int) 
 def student_config(name: str, seed: int, teacher: Path, data: str, size: int, iters: int) -> dict[str, Any]:
     """The student recipe with one variant's distill section; evaluated once, at the end."""
     distill = copy.deepcopy(VARIANTS[name])
-    if distill.get("rdd", {}).get("preset") == "official":
-        pixels = STUDENT["optim"]["batch_size"] * size * size
-        distill["rdd"]["min_kept"] = round(OFFICIAL_KEPT_SHARE * pixels)
+    rdd = distill.get("rdd", {})
+    if rdd.get("preset") == "official" or rdd.get("min_kept") == "ohem":
+        rdd["min_kept"] = round(OFFICIAL_KEPT_SHARE * STUDENT["optim"]["batch_size"] * size * size)
     return {**STUDENT, "name": name, "seed": seed, "distill": distill, "teacher": {"checkpoint": str(teacher)},
             "data": {**STUDENT["data"], "dataset": data, "crop_size": [size, size]},
             "optim": {**STUDENT["optim"], "iters": iters}, "eval": {"every": iters}, "save_every": iters}

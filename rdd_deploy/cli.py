@@ -165,7 +165,7 @@ def quickstart_command(
     scale: float = typer.Option(1.0, "--scale", min=0.001, help="Multiply every iteration count "
                                 "(2 or 4 for better models; the default fits in five minutes on 2 CPU cores)."),
     train_teacher: bool = typer.Option(False, "--train-teacher", help="Train the teacher from its recipe "
-                                       "(8000 iterations, tens of minutes on a CPU) instead of using the packaged one."),
+                                       "(8000 iterations, 15-30 minutes on a CPU) instead of the packaged one."),
 ) -> None:
     """The whole pipeline on built-in synthetic data: teacher, CE/KD/RDD students, ONNX export, parity, latency."""
     from rdd_deploy.quickstart import quickstart, summary_tables

@@ -118,7 +118,8 @@ def to_tensors(image: np.ndarray, label: np.ndarray, augment: Augment) -> tuple[
     if augment.crop_size is not None:
         image, label = train_transform(image, label, augment.crop_size, augment.scale_range, augment.flip,
                                        augment.mean)
-    return torch.from_numpy(normalize(image, augment.mean, augment.std)), torch.from_numpy(label.astype(np.int64))  # a copy: readers may cache their arrays
+    # astype copies: a reader may cache its arrays (the synthetic set does), and a tensor must not alias them
+    return torch.from_numpy(normalize(image, augment.mean, augment.std)), torch.from_numpy(label.astype(np.int64))
 
 
 def list_pairs(images: Iterable[Path], label_of: Callable[[Path], Path], where: Path,

@@ -6,9 +6,11 @@ one class and its texture with another. Colour is only a hint: classes come in h
 one), objects take an off-family hue now and then, and the background clutter wears the same hues and
 textures on elongated blobs. So colour narrows a pixel down to a few classes, the texture around it (a few
 periods) or the object's outline (tens of pixels) has to settle it, and what a bigger receptive field and
-more capacity buy shows in the score. Objects occlude each other, clutter occludes objects, and labels are
-slightly wrong on purpose (jittered outlines, a few objects labelled with the confusable class), so some
-pixels stay genuinely hard.
+more capacity buy shows in the score. Objects occlude each other and clutter occludes objects. Training
+labels are slightly wrong on purpose (jittered outlines, a few objects labelled with the confusable class), so
+some pixels stay genuinely hard to learn from; validation labels are the true outlines and classes, so a score
+measures what a model should predict (the usual protocol for learning from noisy labels). The images of a split
+do not depend on that: the same random numbers are drawn for both.
 """
 
 from __future__ import annotations
