@@ -36,7 +36,8 @@ from rdd_deploy.export.formats import artifact_name
 from rdd_deploy.parity import reference_photos, torch_segmenter
 from rdd_deploy.runtime import Segmenter
 from rdd_deploy.runtime.evaluate import dataset_samples
-from rdd_deploy.runtime.latency import LatencyStats, time_callable
+from rdd_deploy.runtime.latency import LatencyStats
+from rdd_deploy.runtime.latency import interleave as timed_rounds
 from rdd_deploy.runtime.parity import compare
 
 MODELS = ("deeplabv3_r18", "deeplabv3_mbv2", "pspnet_r18")
@@ -58,14 +59,7 @@ def train_student(out: Path, iters: int) -> Path:
 
 def interleave(calls: dict[str, Callable[[], object]], warmup: int, iters: int) -> dict[str, dict[str, Any]]:
     """Latency statistics of every call, timed one call of each per round so that load drift hits all alike."""
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(warmup):
-        for call in calls.values():
-            call()
-    for _ in range(iters):
-        for name, call in calls.items():
-            times[name] += time_callable(call, 0, 1)
-    return {name: LatencyStats.from_times(t).__dict__ for name, t in times.items()}
+    return {name: LatencyStats.from_times(t).__dict__ for name, t in timed_rounds(calls, warmup, iters).items()}
 
 
 def measure(checkpoint: Path, size: tuple[int, int], trained: bool, out: Path, args: argparse.Namespace,

@@ -51,6 +51,23 @@ def test_reduced_precision_meets_its_parity_tolerance(precision: str, images: st
     assert error.mean() < (0.05 if precision == "fp16" else 0.5)
 
 
+@pytest.mark.parametrize("precision, hint", [("fp32", "bf16"), ("int8", "f32")])
+def test_openvino_runs_the_same_files_within_their_tolerance(precision: str, hint: str, variants: dict[str, Path],
+                                                             trained: dict, photos: list[np.ndarray]) -> None:
+    pytest.importorskip("openvino", reason="openvino is not installed (pip install 'rdd-deploy[openvino]')")
+    from rdd_deploy.parity import torch_segmenter
+    from rdd_deploy.runtime import Segmenter, compare
+    from rdd_deploy.runtime.openvino_engine import cpu_capabilities
+
+    if hint == "bf16" and "BF16" not in cpu_capabilities():
+        pytest.skip("this CPU has no bf16 in OpenVINO")
+    candidate = Segmenter.from_file(variants[precision], "openvino", precision_hint=hint)
+    reference = torch_segmenter(trained["checkpoint"], like=candidate, device="cpu")
+    report = compare(reference, candidate, [(image, None) for image in photos + trained["held_out"]])
+    print(f"OpenVINO {precision} file at {hint}: agreement {report.agreement:.3f} %")
+    assert report.precision == ("bf16" if hint == "bf16" else precision) and report.passed, report.failures
+
+
 def test_variants_are_smaller_and_say_what_they_are(variants: dict[str, Path]) -> None:
     sizes = {precision: path.stat().st_size for precision, path in variants.items()}
     assert sizes["fp16"] < 0.55 * sizes["fp32"] and sizes["int8"] < 0.3 * sizes["fp32"]
