@@ -24,6 +24,7 @@ from typing import Any
 
 from host import device_info
 from random_weights import random_checkpoint
+from trained_models import add_trained_arguments, short_ce_run
 
 from rdd_deploy.checkpoint import load_checkpoint
 from rdd_deploy.data import build_dataset
@@ -81,19 +82,6 @@ def latency_case(name: str, size: tuple[int, int], work: Path, args: argparse.Na
             "file_mb": {p: round(f.stat().st_size / 2**20, 2) for p, f in files.items()}, "rows": rows}
 
 
-def train(name: str, out: Path, iters: int) -> Path:
-    """A short cross-entropy run of `name` on the synthetic set (the quickstart's data and schedule)."""
-    from rdd_deploy.distill.config import config_from_dict
-    from rdd_deploy.distill.trainer import train as run_training
-    from rdd_deploy.quickstart import STUDENT
-
-    model = {"name": name, "head_channels": 32, "width_mult": 0.35 if "mbv2" in name else 1.0}
-    config = {**STUDENT, "name": f"cpu_backends_{name}", "model": model,
-              "optim": {**STUDENT["optim"], "iters": iters}, "eval": {"every": iters}, "save_every": iters}
-    run_training(config_from_dict(config, f"cpu_backends {name}"), out, device="cpu")
-    return out / "best.pt"
-
-
 def accuracy_case(checkpoint: Path, work: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Agreement and mIoU change of every row against PyTorch on the checkpoint's own validation images."""
     stored = load_checkpoint(checkpoint)
@@ -113,11 +101,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", type=Path, default=Path("docs/results/cpu_backends.json"))
     parser.add_argument("--quick", action="store_true", help="DeepLabV3-R18 at 256x512 only, two rounds")
-    parser.add_argument("--trained", type=Path, action="append", default=[],
-                        help="trained checkpoint(s) for the accuracy rows (default: a short CE run per model)")
-    parser.add_argument("--train-iters", type=int, default=200)
-    parser.add_argument("--calib-images", type=int, default=32)
-    parser.add_argument("--val-images", type=int, default=64)
+    add_trained_arguments(parser, 200, "accuracy rows, one short run per model")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--iters", type=int, default=5, help="timed interleaved rounds per model")
     args = parser.parse_args()
@@ -137,7 +121,11 @@ def main() -> None:
         for name in models:
             print(f"latency {name} {size[0]}x{size[1]} ...", flush=True)
             results["latency"].append(latency_case(name, size, work / name, args))
-        trained = args.trained or [train(name, work / f"trained_{name}", args.train_iters) for name in models]
+        # ResNet-18 at full width, MobileNetV2 at the quickstart student's 0.35
+        trained = args.trained or [
+            short_ce_run(work / f"trained_{name}", args.train_iters,
+                         {"name": name, "head_channels": 32, "width_mult": 0.35 if "mbv2" in name else 1.0})
+            for name in models]
         for index, checkpoint in enumerate(trained):
             print(f"accuracy {checkpoint} ...", flush=True)
             results["accuracy"].append(accuracy_case(checkpoint, work / f"accuracy_{index}", args))
