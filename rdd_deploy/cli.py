@@ -181,7 +181,8 @@ def export_command(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="Teacher, student or distillation checkpoint (.pt)."),
     onnx: bool = typer.Option(True, "--onnx", help="Write ONNX (always on: TensorRT builds from it)."),
     trt: bool = typer.Option(False, "--trt", help="Also build a TensorRT engine + .engine.json (needs a GPU)."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32, fp16 or int8 (int8 needs --calib-data)."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32, fp16 or int8 (int8 needs --calib-data; its "
+                                  "QDQ graph is tuned for this CPU's ONNX Runtime, or for TensorRT with --trt)."),
     input_size: Optional[str] = typer.Option(None, "--input-size", help="HxW, multiples of 8 "
                                              "(default: the checkpoint's crop size, else 512x1024)."),
     batch: int = typer.Option(1, "--batch", help="Batch size (the maximum batch of a --dynamic engine)."),
