@@ -24,7 +24,10 @@ _OV_TYPES = {"f32": np.float32, "f16": np.float16, "u8": np.uint8}
 
 
 def compute_precision(file_precision: str, hint: str) -> str:
-    """The precision a file of `file_precision` effectively runs at under OpenVINO's inference precision `hint`."""
+    """The precision a file of `file_precision` effectively runs at under OpenVINO's inference precision `hint`
+    (an unknown file precision is returned as it is, for the metadata check to name)."""
+    if file_precision not in _COARSENESS:
+        return file_precision
     return max(file_precision, PRECISION_HINTS[hint], key=_COARSENESS.index)
 
 
@@ -64,9 +67,6 @@ class OpenVINOEngine:
             raise RDDError(f"cannot load ONNX model {path} with OpenVINO: {first}") from None
         if len(model.inputs) != 1:
             raise RDDError(f"{path} has {len(model.inputs)} inputs; an rdd-deploy model takes one image batch")
-        if precision_hint == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
-            raise RDDError(f"this CPU ({host_description()}) has no bf16 support in OpenVINO; use "
-                           "--precision-hint f32 (or f16)")
         metadata = self._file_metadata(model)
         file_precision = str(metadata.get("precision", "fp32")).strip('"')
         # The metadata describes the model as it runs: parity then judges a bf16 run by the bf16 tolerances.
@@ -82,6 +82,13 @@ class OpenVINOEngine:
         self._output = next((i for i, n in enumerate(names) if "logits" in n), 0)
         self.compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": precision_hint,
                                                           "PERFORMANCE_HINT": "LATENCY"})
+        # The CPU plugin quietly swaps a hint its CPU lacks (f16 runs as bf16 on AVX-512 BF16 CPUs without
+        # AVX-512 FP16): read back what it chose, and refuse rather than report the wrong precision.
+        chosen = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        if chosen != precision_hint:
+            raise RDDError(f"OpenVINO runs precision hint '{precision_hint}' as '{chosen}' on this CPU "
+                           f"({core.get_property('CPU', 'FULL_DEVICE_NAME')}); ask for --precision-hint {chosen}"
+                           f"{' or f32' if chosen != 'f32' else ''}")
         self.request = self.compiled.create_infer_request()
         self.precision_hint = precision_hint
         self.provider = f"CPU {precision_hint}"
