@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from host import device_info
 from random_weights import random_checkpoint
+from trained_models import add_trained_arguments, short_ce_run
 
 from rdd_deploy.checkpoint import load_checkpoint
 from rdd_deploy.data import build_dataset
@@ -36,7 +37,8 @@ from rdd_deploy.export.formats import artifact_name
 from rdd_deploy.parity import reference_photos, torch_segmenter
 from rdd_deploy.runtime import Segmenter
 from rdd_deploy.runtime.evaluate import dataset_samples
-from rdd_deploy.runtime.latency import LatencyStats, time_callable
+from rdd_deploy.runtime.latency import LatencyStats
+from rdd_deploy.runtime.latency import interleave as timed_rounds
 from rdd_deploy.runtime.parity import compare
 
 MODELS = ("deeplabv3_r18", "deeplabv3_mbv2", "pspnet_r18")
@@ -44,28 +46,9 @@ SIZES = ((512, 1024), (256, 512))
 PRECISIONS = ("fp16", "int8")  # fp32 is written by every export
 
 
-def train_student(out: Path, iters: int) -> Path:
-    """A short CE run of the quickstart student on the synthetic set, so mIoU changes mean something."""
-    from rdd_deploy.distill.config import config_from_dict
-    from rdd_deploy.distill.trainer import train
-    from rdd_deploy.quickstart import STUDENT
-
-    config = {**STUDENT, "name": "latency_student", "optim": {**STUDENT["optim"], "iters": iters},
-              "eval": {"every": iters}, "save_every": iters}
-    train(config_from_dict(config, "export_latency student"), out, device="cpu")
-    return out / "best.pt"
-
-
 def interleave(calls: dict[str, Callable[[], object]], warmup: int, iters: int) -> dict[str, dict[str, Any]]:
     """Latency statistics of every call, timed one call of each per round so that load drift hits all alike."""
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(warmup):
-        for call in calls.values():
-            call()
-    for _ in range(iters):
-        for name, call in calls.items():
-            times[name] += time_callable(call, 0, 1)
-    return {name: LatencyStats.from_times(t).__dict__ for name, t in times.items()}
+    return {name: LatencyStats.from_times(t).__dict__ for name, t in timed_rounds(calls, warmup, iters).items()}
 
 
 def measure(checkpoint: Path, size: tuple[int, int], trained: bool, out: Path, args: argparse.Namespace,
@@ -129,11 +112,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", type=Path, default=Path("docs/results/export_latency.json"))
     parser.add_argument("--quick", action="store_true", help="deeplabv3_r18 at 256x512 only, fewer runs")
-    parser.add_argument("--trained", type=Path, action="append", default=[],
-                        help="trained checkpoint(s) for the mIoU rows (default: a short CE run)")
-    parser.add_argument("--train-iters", type=int, default=150)
-    parser.add_argument("--calib-images", type=int, default=32)
-    parser.add_argument("--val-images", type=int, default=64)
+    add_trained_arguments(parser, 150, "mIoU rows")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--iters", type=int, default=6, help="timed rounds at 512x1024 (x4 at smaller sizes)")
     parser.add_argument("--overhead-iters", type=int, default=30, help="rounds of the wrapper-overhead row")
@@ -144,7 +123,7 @@ def main() -> None:
     results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "device": device_info(), "cases": []}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        trained = args.trained or [train_student(work / "student", args.train_iters)]
+        trained = args.trained or [short_ce_run(work / "student", args.train_iters)]
         for path in trained:
             crop = tuple(load_checkpoint(path)["meta"]["crop_size"])
             results["cases"].append(measure(path, crop, True, work / f"t{len(results['cases'])}", args,

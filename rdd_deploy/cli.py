@@ -181,7 +181,8 @@ def export_command(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="Teacher, student or distillation checkpoint (.pt)."),
     onnx: bool = typer.Option(True, "--onnx", help="Write ONNX (always on: TensorRT builds from it)."),
     trt: bool = typer.Option(False, "--trt", help="Also build a TensorRT engine + .engine.json (needs a GPU)."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32, fp16 or int8 (int8 needs --calib-data)."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32, fp16 or int8 (int8 needs --calib-data; its "
+                                  "QDQ graph is tuned for this CPU's ONNX Runtime, or for TensorRT with --trt)."),
     input_size: Optional[str] = typer.Option(None, "--input-size", help="HxW, multiples of 8 "
                                              "(default: the checkpoint's crop size, else 512x1024)."),
     batch: int = typer.Option(1, "--batch", help="Batch size (the maximum batch of a --dynamic engine)."),
@@ -221,7 +222,12 @@ if TYPE_CHECKING:
 
 
 def _backend_option() -> typer.models.OptionInfo:
-    return typer.Option("auto", "--backend", help="auto (by file suffix), onnxruntime or tensorrt.")
+    return typer.Option("auto", "--backend", help="auto (by file suffix), onnxruntime, openvino or tensorrt.")
+
+
+def _precision_hint_option() -> typer.models.OptionInfo:
+    return typer.Option("f32", "--precision-hint", help="OpenVINO inference precision: f32, bf16 or f16 "
+                                                        "(bf16 needs AVX-512 BF16 or AMX).")
 
 
 def _providers_option() -> typer.models.OptionInfo:
@@ -233,13 +239,14 @@ def _json_option(what: str) -> typer.models.OptionInfo:
     return typer.Option(None, "--json", help=f"Also write the {what} as JSON (atomically).")
 
 
-def _open_segmenter(path: Path, backend: str, providers: Optional[str], like: Segmenter | None = None) -> Segmenter:
+def _open_segmenter(path: Path, backend: str, providers: Optional[str], like: Segmenter | None = None,
+                    precision_hint: str = "f32") -> Segmenter:
     """An exported model, or a .pt checkpoint run in PyTorch (torch is imported only then)."""
     if path.suffix.lower() in (".pt", ".pth"):
         from rdd_deploy.parity import torch_segmenter
         return torch_segmenter(path, like=like)
     from rdd_deploy.runtime import Segmenter
-    return Segmenter.from_file(path, backend, providers.split(",") if providers else None)
+    return Segmenter.from_file(path, backend, providers.split(",") if providers else None, precision_hint)
 
 
 def _write_json(path: Optional[Path], payload: dict) -> None:
@@ -285,21 +292,25 @@ def bench_command(
                                              "(default: the first exported model's export size, else 512x1024)."),
     batch: int = typer.Option(1, "--batch", min=1), warmup: int = typer.Option(20, "--warmup", min=0),
     iters: int = typer.Option(200, "--iters", min=1), json_out: Optional[Path] = _json_option("latency reports"),
-    backend: str = _backend_option(), providers: Optional[str] = _providers_option(),
+    backend: str = typer.Option("auto", "--backend", help="auto (by file suffix), onnxruntime, openvino, "
+                                "tensorrt, or all: every backend and OpenVINO precision this host runs."),
+    providers: Optional[str] = _providers_option(), precision_hint: str = _precision_hint_option(),
 ) -> None:
-    """Latency of each model, engine-only and end-to-end, in one table; checkpoints run in PyTorch."""
-    from rdd_deploy.runtime.latency import benchmark, speedups
+    """Latency of each model, engine-only and end-to-end, interleaved, in one table; checkpoints run in PyTorch."""
+    from rdd_deploy.runtime.engine import available_runs
+    from rdd_deploy.runtime.latency import benchmark_all, speedups
     from rdd_deploy.runtime.tables import bench_table
-    segmenters = [_open_segmenter(path, backend, providers) for path in models]
+    runs = ([(path, b, hint) for path in models for b, hint in available_runs(path)] if backend == "all"
+            else [(path, backend, precision_hint) for path in models])
+    models = [path for path, _, _ in runs]
+    segmenters = [_open_segmenter(path, b, providers, precision_hint=hint) for path, b, hint in runs]
     if input_size is not None:
         size = _parse_size(input_size)
     else:
         size = next((s.info.input_size for s in segmenters if s.engine.backend != "torch" and s.info.input_size),
                     (512, 1024))
-    reports = []
-    for path, segmenter in zip(models, segmenters):
-        with console.status(f"timing {path} ({warmup} warm-up + 2x{iters} runs)"):
-            reports.append(benchmark(segmenter, size, batch, warmup, iters, model_path=path))
+    with console.status(f"timing {len(segmenters)} runs interleaved ({warmup} warm-up + {iters} rounds)"):
+        reports = benchmark_all(segmenters, size, batch, warmup, iters, models)
     reference = next((i for i, s in enumerate(segmenters) if s.engine.backend == "torch"), 0)
     Console().print(bench_table(reports, reference))
     results = [{**r.to_dict(), "speedup_vs_reference": x} for r, x in zip(reports, speedups(reports, reference))]
@@ -313,11 +324,12 @@ def validate_command(
     max_images: Optional[int] = typer.Option(None, "--max-images", min=1, help="Validate on the first N images."),
     json_out: Optional[Path] = _json_option("scores"),
     backend: str = _backend_option(), providers: Optional[str] = _providers_option(),
+    precision_hint: str = _precision_hint_option(),
 ) -> None:
     """mIoU and per-class IoU of an exported model on a data set's val split."""
     from rdd_deploy.runtime.evaluate import evaluate
     from rdd_deploy.runtime.tables import validation_table
-    segmenter = _open_segmenter(model, backend, providers)
+    segmenter = _open_segmenter(model, backend, providers, precision_hint=precision_hint)
     samples, count, ignore_index = _val_samples(data, max_images, segmenter.info.num_classes)
     with _progress() as progress:
         task = progress.add_task(f"validating {model.name}", total=count)
@@ -335,16 +347,19 @@ def parity_command(
     max_images: Optional[int] = typer.Option(None, "--max-images", min=1),
     json_out: Optional[Path] = _json_option("parity report"),
     min_agreement: Optional[float] = typer.Option(None, "--min-agreement", help="Percent of pixels whose argmax "
-                                                  "must match (default by precision: fp32 99.9, fp16 99, int8 97)."),
+                                                  "must match (default by precision: fp32 99.9, fp16 99, "
+                                                  "bf16 98.5, int8 97)."),
     max_miou_drop: Optional[float] = typer.Option(None, "--max-miou-drop", help="Largest allowed |mIoU difference| "
-                                                  "in points (default by precision: fp32 0.1, fp16 0.5, int8 1)."),
+                                                  "in points (default by precision: fp32 0.1, fp16 0.5, "
+                                                  "bf16 0.5, int8 1)."),
     backend: str = _backend_option(), providers: Optional[str] = _providers_option(),
+    precision_hint: str = _precision_hint_option(),
 ) -> None:
     """Same images through PyTorch and the exported model; exit 1 when a tolerance is broken."""
     from rdd_deploy.parity import reference_photos
     from rdd_deploy.runtime.parity import compare
     from rdd_deploy.runtime.tables import parity_table
-    candidate = _open_segmenter(model, backend, providers)
+    candidate = _open_segmenter(model, backend, providers, precision_hint=precision_hint)
     reference = _open_segmenter(checkpoint, "auto", None, like=candidate)
     if data is not None:
         samples, count, ignore_index = _val_samples(data, max_images, candidate.info.num_classes)
@@ -371,10 +386,11 @@ def predict_command(
     out: Path = typer.Option(..., "--out", help="Folder for <name>.png palette masks."),
     overlay: bool = typer.Option(False, "--overlay", help="Also write <name>_overlay.png, the mask over the photo."),
     backend: str = _backend_option(), providers: Optional[str] = _providers_option(),
+    precision_hint: str = _precision_hint_option(),
 ) -> None:
     """Class-index masks as palette PNGs (pixel value = class), optionally colour overlays."""
     from rdd_deploy.runtime.masks import write_predictions
-    segmenter = _open_segmenter(model, backend, providers)
+    segmenter = _open_segmenter(model, backend, providers, precision_hint=precision_hint)
     written = write_predictions(segmenter, images, out, overlay)
     console.print(f"wrote {len(written)} files to {out}")
 

@@ -81,7 +81,8 @@ def export(checkpoint: str | Path, options: ExportOptions) -> list[Path]:
     from rdd_deploy.checkpoint import load_checkpoint, model_from_checkpoint
     from rdd_deploy.export.graph import export_metadata, export_onnx, revert_sync_batchnorm
     from rdd_deploy.export.images import dataset_images, verification_images
-    from rdd_deploy.export.quantize import ImageCalibrationReader, export_onnx_fp16, export_onnx_int8
+    from rdd_deploy.export.quantize import (TENSORRT_SCHEME, ImageCalibrationReader, cpu_scheme, export_onnx_fp16,
+                                            export_onnx_int8)
     from rdd_deploy.export.tensorrt import export_engine, import_tensorrt, plan_build, trt_major
     from rdd_deploy.export.verify import Verifier, check_shapes
     from rdd_deploy.models import FullResolution
@@ -121,8 +122,10 @@ def export(checkpoint: str | Path, options: ExportOptions) -> list[Path]:
     if options.precision == "fp16":
         onnx_files["fp16"] = export_onnx_fp16(onnx_files["fp32"], target("fp16"), metadata, verifier)
     elif options.precision == "int8":
+        # With --trt the QDQ file is what TensorRT 11 builds from, and TensorRT takes only symmetric INT8.
+        scheme = TENSORRT_SCHEME if options.trt else cpu_scheme()
         onnx_files["int8"] = export_onnx_int8(onnx_files["fp32"], target("int8"), metadata, images,
-                                              options.calib_method, verifier)
+                                              options.calib_method, verifier, scheme)
     written = list(onnx_files.values())
     if options.trt:
         if trt is None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import platform
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +94,8 @@ CALIBRATORS = {"minmax": ("MinMax", {}), "entropy": ("Entropy", {"num_bins": 256
                "percentile": ("Percentile", {"num_bins": 2048, "percentile": 99.999})}
 
 
-def calibrate(model_path: Path, reader: ImageCalibrationReader, method: str, scratch: Path) -> dict[str, tuple]:
+def calibrate(model_path: Path, reader: ImageCalibrationReader, method: str, scratch: Path,
+              symmetric: bool = True) -> dict[str, tuple]:
     """Activation ranges {tensor: (min, max)} from real images, one batch in memory at a time."""
     from onnxruntime.quantization import CalibrationMethod
     from onnxruntime.quantization.calibrate import create_calibrator
@@ -100,7 +103,7 @@ def calibrate(model_path: Path, reader: ImageCalibrationReader, method: str, scr
     name, options = CALIBRATORS[method]
     calibrator = create_calibrator(model_path, augmented_model_path=str(scratch / "augmented.onnx"),
                                    calibrate_method=getattr(CalibrationMethod, name),
-                                   extra_options={"symmetric": True, **options})
+                                   extra_options={"symmetric": symmetric, **options})
     # ORT holds every intermediate tensor of the batches one collect_data call sees; ranges and histograms
     # merge across calls, so feeding one batch per call bounds memory whatever the number of images.
     with contextlib.redirect_stdout(io.StringIO()):  # ORT print()s progress lines for histogram methods
@@ -126,16 +129,69 @@ def _fold_activation_ranges(model: onnx.ModelProto, ranges: dict[str, tuple]) ->
             ranges[node.input[0]] = ranges[node.output[0]]
 
 
-def quantize_int8(source: Path, output: Path, reader: ImageCalibrationReader, method: str) -> None:
-    """Static INT8 QDQ quantisation, per channel, symmetric; ranges from `reader` with minmax/entropy/percentile."""
+@dataclass(frozen=True)
+class QDQScheme:
+    """How an INT8 QDQ graph is quantised, chosen for the engine that will run it."""
+
+    target: str  # what it was tuned for, in words, recorded in the file's metadata
+    activation_type: str  # onnxruntime.quantization.QuantType member name
+    activation_symmetric: bool
+    reduce_range: bool  # 7-bit weights
+
+    def to_metadata(self) -> dict[str, Any]:
+        """JSON-ready description for the file's `int8` metadata entry."""
+        return {"target": self.target, "activations": f"{self.activation_type} "
+                f"{'symmetric' if self.activation_symmetric else 'asymmetric'}", "weights": "QInt8 symmetric "
+                f"per-channel{', 7-bit (reduce_range)' if self.reduce_range else ''}"}
+
+
+def cpu_flags() -> set[str]:
+    """The CPU feature flags of this Linux host (/proc/cpuinfo); empty where that file is missing."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return set()
+    line = next((line for line in text.splitlines() if line.startswith(("flags", "Features"))), "")
+    return set(line.partition(":")[2].split())
+
+
+def cpu_scheme(machine: str | None = None, flags: set[str] | None = None) -> QDQScheme:
+    """ONNX Runtime's recommendation for its CPU provider on this host (docs: "Quantize ONNX models").
+
+    U8S8 (unsigned asymmetric activations, signed symmetric per-channel weights) everywhere: asymmetric uint8
+    lets ORT fold each Relu into the preceding quantised output, so Conv -> Relu becomes one QLinearConv (with
+    symmetric int8 activations the Relu stays a float op between DequantizeLinear and QuantizeLinear, and so does
+    the Conv in front of it). On x86 without VNNI, U8S8 goes through VPMADDUBSW, whose 16-bit sums saturate: ORT
+    then recommends 7-bit weights (reduce_range), which VNNI CPUs and ARM do not need.
+    """
+    machine = (machine or platform.machine()).lower()
+    flags = cpu_flags() if flags is None else flags
+    if machine in ("x86_64", "amd64", "i386", "i686"):
+        vnni = {"avx512_vnni", "avx_vnni"} & flags
+        if vnni:
+            return QDQScheme(f"x86-64 CPU with VNNI ({', '.join(sorted(vnni))})", "QUInt8", False, False)
+        isa = "AVX-512" if "avx512bw" in flags else "AVX2" if "avx2" in flags else "SSE"
+        return QDQScheme(f"x86-64 CPU without VNNI ({isa})", "QUInt8", False, True)
+    return QDQScheme(f"{machine} CPU", "QUInt8", False, False)
+
+
+# TensorRT takes only symmetric signed INT8 Q/DQ (zero point 0): the scheme for TensorRT 11's strongly typed build.
+TENSORRT_SCHEME = QDQScheme("TensorRT (symmetric INT8)", "QInt8", True, False)
+
+
+def quantize_int8(source: Path, output: Path, reader: ImageCalibrationReader, method: str,
+                  scheme: QDQScheme | None = None) -> None:
+    """Static INT8 QDQ quantisation, weights per channel, by `scheme` (default: this host's CPU); ranges from
+    `reader` with minmax/entropy/percentile."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    scheme = scheme or cpu_scheme()
     with tempfile.TemporaryDirectory(prefix="rdd-int8-") as scratch:
         prepared = Path(scratch) / "prepared.onnx"
         # Shape inference + graph optimisation first, as ORT recommends: better QDQ placement, fewer Q/DQ pairs.
         quant_pre_process(str(source), str(prepared))
-        ranges = calibrate(prepared, reader, method, Path(scratch))
+        ranges = calibrate(prepared, reader, method, Path(scratch), scheme.activation_symmetric)
         # quantize_static offers no way to set the histogram size, so our ranges go in as overrides; its own
         # (min/max) pass then only needs one batch.
         graph = onnx.load(str(prepared))
@@ -148,18 +204,20 @@ def quantize_int8(source: Path, output: Path, reader: ImageCalibrationReader, me
         reader.set_range(0, 1)
         quantize_static(
             str(prepared), str(output), reader, quant_format=QuantFormat.QDQ, per_channel=True,
-            nodes_to_exclude=pooling,
-            # Symmetric signed INT8 for activations and weights: the one QDQ form that TensorRT accepts, so the
-            # same file serves ORT on CPU and TensorRT 11's strongly typed build.
-            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
-            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "TensorQuantOverrides": overrides},
+            reduce_range=scheme.reduce_range, nodes_to_exclude=pooling,
+            activation_type=getattr(QuantType, scheme.activation_type), weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            extra_options={"ActivationSymmetric": scheme.activation_symmetric, "WeightSymmetric": True,
+                           "TensorQuantOverrides": overrides},
         )
 
 
 @reported("onnx", "int8")
 def export_onnx_int8(source: str | Path, path: str | Path, metadata: dict[str, Any], images: list[np.ndarray],
-                     method: str = "minmax", verifier: Verifier | None = None) -> Path:
-    """Quantise a verified FP32 ONNX to INT8 QDQ, calibrated on real `images` (HxWx3 uint8)."""
+                     method: str = "minmax", verifier: Verifier | None = None,
+                     scheme: QDQScheme | None = None) -> Path:
+    """Quantise a verified FP32 ONNX to INT8 QDQ, calibrated on real `images` (HxWx3 uint8), for `scheme`'s
+    engine (default: ONNX Runtime on this host's CPU)."""
     path = Path(path)
     if not images:
         raise RDDError("INT8 calibration needs images: pass --calib-data NAME:PATH (e.g. --calib-data synthetic)")
@@ -170,11 +228,13 @@ def export_onnx_int8(source: str | Path, path: str | Path, metadata: dict[str, A
                                     tuple(metadata["mean"]), tuple(metadata["std"]), model.graph.input[0].name)
     with tempfile.TemporaryDirectory(prefix="rdd-int8-") as scratch:
         quantized_path = Path(scratch) / "int8.onnx"
-        quantize_int8(Path(source), quantized_path, reader, method)
+        scheme = scheme or cpu_scheme()
+        quantize_int8(Path(source), quantized_path, reader, method, scheme)
         quantized = onnx.load(str(quantized_path))
     check(quantized, f"INT8 graph for {path.name}")
     set_metadata(quantized, {**metadata, "precision": "int8",
-                             "calibration": {"method": method, "images": len(images)}})
+                             "calibration": {"method": method, "images": len(images)},
+                             "int8": scheme.to_metadata()})
     with atomic_path(path) as tmp:
         onnx.save(quantized, str(tmp))
         if verifier is not None:

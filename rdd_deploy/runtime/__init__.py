@@ -1,4 +1,4 @@
-"""Edge runtime: numpy + pillow + an inference engine (ONNX Runtime or TensorRT); never PyTorch."""
+"""Edge runtime: numpy + pillow + an inference engine (ONNX Runtime, OpenVINO or TensorRT); never PyTorch."""
 
 from rdd_deploy.runtime.images import load_image
 from rdd_deploy.runtime.latency import LatencyReport, LatencyStats, benchmark, time_callable

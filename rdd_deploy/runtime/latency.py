@@ -77,37 +77,69 @@ def speedups(reports: Sequence[LatencyReport], reference: int = 0) -> list[float
     return [base / report.end_to_end.mean_ms for report in reports]
 
 
-def benchmark(segmenter: Segmenter, input_size: tuple[int, int] = (512, 1024), batch: int = 1, warmup: int = 20,
-              iters: int = 200, model_path: str | os.PathLike | None = None,
-              clock: Clock = time.perf_counter) -> LatencyReport:
-    """Time a Segmenter on `batch` uint8 images of `input_size` (H, W).
+def interleave(calls: dict[str, Callable[[], object]], warmup: int, iters: int,
+               clock: Clock = time.perf_counter) -> dict[str, list[float]]:
+    """Per-call durations in ms of every call, timed one call of each per round so that a background load (or a
+    CPU clock that drifts) hits them all alike; `warmup` untimed rounds first."""
+    if iters < 1 or warmup < 0:
+        raise ValueError(f"need iters >= 1 and warmup >= 0, got iters={iters} warmup={warmup}")
+    for _ in range(warmup):
+        for call in calls.values():
+            call()
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(iters):
+        for name, call in calls.items():
+            times[name] += time_callable(call, 0, 1, clock)
+    return times
+
+
+def benchmark_all(segmenters: Sequence[Segmenter], input_size: tuple[int, int] = (512, 1024), batch: int = 1,
+                  warmup: int = 20, iters: int = 200, model_paths: Sequence[str | os.PathLike | None] | None = None,
+                  clock: Clock = time.perf_counter) -> list[LatencyReport]:
+    """Time several Segmenters side by side on `batch` uint8 images of `input_size` (H, W), interleaved.
 
     engine: the prepared (resized, normalised) batch fed to the engine, host<->device copies included, as
-    ONNX Runtime users see it; end_to_end: uint8 images -> masks, with pre- and post-processing.
+    ONNX Runtime users see it; end_to_end: uint8 images -> masks, with pre- and post-processing. Each round
+    runs every model's engine call then its end-to-end call, so the ratios between models stay fair.
     """
     rng = np.random.default_rng(0)  # content does not change the work done by a segmentation network
     images = [rng.integers(0, 256, (*input_size, 3), dtype=np.uint8) for _ in range(batch)]
-    prepared = segmenter.prepare(images)
-    engine_ms = time_callable(lambda: segmenter.run(prepared), warmup, iters, clock)
-    end_to_end_ms = time_callable(lambda: segmenter.predict_batch(images), warmup, iters, clock)
-    path = Path(model_path) if model_path is not None else None
-    settings = {
-        "model": str(path) if path else segmenter.source,
-        "model_name": segmenter.info.model_name,
-        "format": model_format(path) if path else segmenter.engine.backend,
-        "file_size_mb": round(path.stat().st_size / 2**20, 3) if path and path.is_file() else None,
-        "precision": segmenter.info.precision,
-        "backend": segmenter.engine.backend,
-        "provider": segmenter.engine.provider,
-        "device": segmenter.engine.device,
-        "host": host_description(),
-        "input_size": list(input_size),
-        "network_input_shape": list(prepared.shape),
-        "input_layout": segmenter.info.input_layout,
-        "batch": batch,
-        "warmup": warmup,
-        "iters": iters,
-        "clock": getattr(clock, "__name__", str(clock)),
-    }
-    return LatencyReport(settings, LatencyStats.from_times(engine_ms, batch),
-                         LatencyStats.from_times(end_to_end_ms, batch))
+    paths = list(model_paths) if model_paths is not None else [None] * len(segmenters)
+    prepared = [segmenter.prepare(images) for segmenter in segmenters]
+    calls: dict[str, Callable[[], object]] = {}
+    for index, (segmenter, batch_input) in enumerate(zip(segmenters, prepared)):
+        calls[f"{index}/engine"] = lambda segmenter=segmenter, batch_input=batch_input: segmenter.run(batch_input)
+        calls[f"{index}/end_to_end"] = lambda segmenter=segmenter: segmenter.predict_batch(images)
+    times = interleave(calls, warmup, iters, clock)
+    reports = []
+    for index, (segmenter, path) in enumerate(zip(segmenters, paths)):
+        path = Path(path) if path is not None else None
+        settings = {
+            "model": str(path) if path else segmenter.source,
+            "model_name": segmenter.info.model_name,
+            "format": model_format(path) if path else segmenter.engine.backend,
+            "file_size_mb": round(path.stat().st_size / 2**20, 3) if path and path.is_file() else None,
+            "precision": segmenter.info.precision,
+            "backend": segmenter.engine.backend,
+            "provider": segmenter.engine.provider,
+            "device": segmenter.engine.device,
+            "host": host_description(),
+            "input_size": list(input_size),
+            "network_input_shape": list(prepared[index].shape),
+            "input_layout": segmenter.info.input_layout,
+            "batch": batch,
+            "warmup": warmup,
+            "iters": iters,
+            "interleaved_with": len(segmenters) - 1,
+            "clock": getattr(clock, "__name__", str(clock)),
+        }
+        reports.append(LatencyReport(settings, LatencyStats.from_times(times[f"{index}/engine"], batch),
+                                     LatencyStats.from_times(times[f"{index}/end_to_end"], batch)))
+    return reports
+
+
+def benchmark(segmenter: Segmenter, input_size: tuple[int, int] = (512, 1024), batch: int = 1, warmup: int = 20,
+              iters: int = 200, model_path: str | os.PathLike | None = None,
+              clock: Clock = time.perf_counter) -> LatencyReport:
+    """Time one Segmenter (see `benchmark_all`): engine-only and end-to-end calls alternate."""
+    return benchmark_all([segmenter], input_size, batch, warmup, iters, [model_path], clock)[0]

@@ -11,7 +11,7 @@ from rdd_deploy.runtime.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 FORMAT_VERSION = "1"
 LAYOUTS = ("NCHW_float", "NHWC_uint8")
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")  # bf16: an FP32 file run by OpenVINO at bf16
 ENGINE_KEYS = ("tensorrt_version", "device_name", "compute_capability")
 
 

@@ -18,7 +18,10 @@ from rdd_deploy.runtime.preprocess import class_map
 from rdd_deploy.runtime.segmenter import Segmenter
 
 # precision -> (minimum argmax agreement %, largest |mIoU difference| in points)
-TOLERANCES: dict[str, tuple[float, float]] = {"fp32": (99.9, 0.1), "fp16": (99.0, 0.5), "int8": (97.0, 1.0)}
+# bf16 (an FP32 file run by OpenVINO at bf16) keeps 8 mantissa bits to FP16's 11, so its floor sits between FP16's
+# and INT8's; see docs/benchmarks.md for what trained checkpoints reach.
+TOLERANCES: dict[str, tuple[float, float]] = {"fp32": (99.9, 0.1), "fp16": (99.0, 0.5), "bf16": (98.5, 0.5),
+                                              "int8": (97.0, 1.0)}
 Sample = tuple[np.ndarray, np.ndarray | None]  # (HxWx3 uint8 image, HxW label or None)
 
 

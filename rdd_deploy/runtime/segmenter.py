@@ -42,10 +42,11 @@ class Segmenter:
         self._chunk = shape[0] or (engine.shape_limits[1][0] if engine.shape_limits else None)
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike, backend: str = "auto",
-                  providers: list[str] | None = None) -> Segmenter:
-        """Open an .onnx file (ONNX Runtime) or a TensorRT plan with its .json sidecar and read its metadata."""
-        engine = open_engine(path, backend, providers)
+    def from_file(cls, path: str | os.PathLike, backend: str = "auto", providers: list[str] | None = None,
+                  precision_hint: str = "f32") -> Segmenter:
+        """Open an .onnx file (ONNX Runtime, or OpenVINO at `precision_hint`: f32, bf16 or f16) or a TensorRT plan
+        with its .json sidecar and read its metadata."""
+        engine = open_engine(path, backend, providers, precision_hint)
         return cls(engine, ModelInfo.parse(engine.metadata, str(path)), str(path))
 
     @property

@@ -12,7 +12,7 @@ import pytest
 
 from rdd_deploy.export import ExportOptions, Verifier, export, export_onnx_int8
 from rdd_deploy.export.graph import read_metadata
-from rdd_deploy.export.quantize import ImageCalibrationReader, calibrate
+from rdd_deploy.export.quantize import TENSORRT_SCHEME, ImageCalibrationReader, calibrate, cpu_scheme
 from rdd_deploy.models import FullResolution
 from rdd_deploy.runtime.parity import TOLERANCES
 
@@ -51,6 +51,23 @@ def test_reduced_precision_meets_its_parity_tolerance(precision: str, images: st
     assert error.mean() < (0.05 if precision == "fp16" else 0.5)
 
 
+@pytest.mark.parametrize("precision, hint", [("fp32", "bf16"), ("int8", "f32")])
+def test_openvino_runs_the_same_files_within_their_tolerance(precision: str, hint: str, variants: dict[str, Path],
+                                                             trained: dict, photos: list[np.ndarray]) -> None:
+    pytest.importorskip("openvino", reason="openvino is not installed (pip install 'rdd-deploy[openvino]')")
+    from rdd_deploy.parity import torch_segmenter
+    from rdd_deploy.runtime import Segmenter, compare
+    from rdd_deploy.runtime.openvino_engine import cpu_capabilities
+
+    if hint == "bf16" and "BF16" not in cpu_capabilities():
+        pytest.skip("this CPU has no bf16 in OpenVINO")
+    candidate = Segmenter.from_file(variants[precision], "openvino", precision_hint=hint)
+    reference = torch_segmenter(trained["checkpoint"], like=candidate, device="cpu")
+    report = compare(reference, candidate, [(image, None) for image in photos + trained["held_out"]])
+    print(f"OpenVINO {precision} file at {hint}: agreement {report.agreement:.3f} %")
+    assert report.precision == ("bf16" if hint == "bf16" else precision) and report.passed, report.failures
+
+
 def test_variants_are_smaller_and_say_what_they_are(variants: dict[str, Path]) -> None:
     sizes = {precision: path.stat().st_size for precision, path in variants.items()}
     assert sizes["fp16"] < 0.55 * sizes["fp32"] and sizes["int8"] < 0.3 * sizes["fp32"]
@@ -66,6 +83,7 @@ def test_variants_are_smaller_and_say_what_they_are(variants: dict[str, Path]) -
     assert sum(n.op_type == "QuantizeLinear" for n in nodes) > 10
     props = {p.key: p.value for p in onnx.load(str(variants["int8"])).metadata_props}
     assert json.loads(props["calibration"]) == {"method": "minmax", "images": 16}
+    assert json.loads(props["int8"]) == cpu_scheme().to_metadata()  # which CPU the file was tuned for
 
 
 def test_calibration_methods_give_different_ranges(variants: dict[str, Path], trained: dict,
@@ -108,3 +126,51 @@ def test_pspnet_pooling_stays_float_in_a_dynamic_int8_graph(make_checkpoint: Cal
     assert all(sum(producers.get(name) == "DequantizeLinear" for name in node.input) <= 1 for node in matmuls)
     [logits] = ort_outputs(int8, resized(trained["held_out"][:2], (48, 80)))  # batch 2, another size
     assert logits.shape == (2, 3, 48, 80) and np.isfinite(logits).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["deeplabv3_r18", "deeplabv3_mbv2", "pspnet_r18"])
+def test_every_conv_runs_as_an_integer_kernel_in_onnx_runtime(name: str, make_checkpoint: Callable[..., Path],
+                                                               trained: dict, tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    [fp32] = export(make_checkpoint(name), ExportOptions(input_size=SIZE, out=tmp_path, verify=False))
+    int8 = export_onnx_int8(fp32, tmp_path / "int8.onnx", read_metadata(fp32), trained["calibration"][:4])
+    convs = sum(node.op_type == "Conv" for node in onnx.load(str(fp32)).graph.node)
+    for level in (ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, ort.GraphOptimizationLevel.ORT_ENABLE_ALL):
+        options = ort.SessionOptions()
+        options.graph_optimization_level = level
+        options.optimized_model_filepath = str(tmp_path / f"optimised_{level.name}.onnx")
+        ort.InferenceSession(str(int8), options, providers=["CPUExecutionProvider"])
+        ops = [node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node]
+        assert not {"Conv", "FusedConv", "NhwcFusedConv"} & set(ops), f"float convolutions left at {level.name}"
+        assert ops.count("QLinearConv") == convs
+
+
+def test_the_cpu_scheme_follows_onnx_runtime_advice_per_instruction_set() -> None:
+    vnni = cpu_scheme("x86_64", {"avx2", "avx512bw", "avx512_vnni"})
+    avx2 = cpu_scheme("x86_64", {"avx2", "fma"})
+    arm = cpu_scheme("aarch64", {"asimd", "asimddp"})
+    assert (vnni.activation_type, vnni.activation_symmetric, vnni.reduce_range) == ("QUInt8", False, False)
+    assert avx2.reduce_range and "without VNNI (AVX2)" in avx2.target  # VPMADDUBSW saturates 8-bit weights
+    assert not arm.reduce_range and arm.target == "aarch64 CPU"
+    assert "7-bit" in avx2.to_metadata()["weights"] and "7-bit" not in vnni.to_metadata()["weights"]
+
+
+def test_the_tensorrt_scheme_quantises_activations_symmetrically(make_checkpoint: Callable[..., Path],
+                                                                 trained: dict, tmp_path: Path) -> None:
+    from onnx import numpy_helper
+
+    [fp32] = export(make_checkpoint("deeplabv3_mbv2"), ExportOptions(input_size=SIZE, out=tmp_path, verify=False))
+    files = {scheme.target: export_onnx_int8(fp32, tmp_path / f"{i}.onnx", read_metadata(fp32),
+                                             trained["calibration"][:2], scheme=scheme)
+             for i, scheme in enumerate((TENSORRT_SCHEME, cpu_scheme()))}
+    for target, path in files.items():
+        graph = onnx.load(str(path)).graph
+        constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+        points = [constants[node.input[2]] for node in graph.node if node.op_type == "QuantizeLinear"]
+        types = {point.dtype for point in points}
+        if target == TENSORRT_SCHEME.target:  # TensorRT rejects a non-zero zero point or uint8
+            assert types == {np.dtype(np.int8)} and not any(point.any() for point in points)
+        else:
+            assert types == {np.dtype(np.uint8)} and any(point.any() for point in points)

@@ -86,6 +86,14 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(previous)
 
 
+@pytest.fixture(params=["onnxruntime", "openvino"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each ONNX backend in turn; OpenVINO's tests are skipped where it is not installed."""
+    if request.param == "openvino":
+        pytest.importorskip("openvino", reason="openvino is not installed (pip install 'rdd-deploy[openvino]')")
+    return request.param
+
+
 @pytest.fixture(scope="package")
 def tiny_net() -> TinyNet:
     return TinyNet().eval()

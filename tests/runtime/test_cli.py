@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -22,13 +23,14 @@ from rdd_deploy.runtime.masks import default_palette
 runner = CliRunner()
 
 
-def test_predict_writes_palette_masks_and_overlays(dynamic_onnx: Path, photo: np.ndarray, tmp_path: Path) -> None:
+def test_predict_writes_palette_masks_and_overlays(dynamic_onnx: Path, photo: np.ndarray, tmp_path: Path,
+                                                   backend: str) -> None:
     folder = tmp_path / "photos"
     folder.mkdir()
     Image.fromarray(photo).save(folder / "cat.png")
     Image.fromarray(photo[:50, :64]).save(folder / "crop.jpg")
     result = runner.invoke(app, ["predict", str(dynamic_onnx), str(folder), "--out", str(tmp_path / "out"),
-                                 "--overlay"])
+                                 "--overlay", "--backend", backend])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["cat.png", "cat_overlay.png", "crop.png",
                                                                      "crop_overlay.png"]
@@ -60,6 +62,25 @@ def test_bench_json_has_one_report_per_model(dynamic_onnx: Path, static_onnx: Pa
     assert all(r["engine"]["min_ms"] <= r["engine"]["median_ms"] <= r["engine"]["p99_ms"] for r in data["results"])
 
 
+def test_bench_all_times_every_backend_this_host_has(dynamic_onnx: Path, student: dict[str, Path],
+                                                     tmp_path: Path) -> None:
+    from rdd_deploy.runtime.engine import available_runs
+
+    out = tmp_path / "bench.json"
+    result = runner.invoke(app, ["bench", str(dynamic_onnx), str(student["checkpoint"]), "--backend", "all",
+                                 "--input-size", "32x48", "--warmup", "0", "--iters", "2", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    runs = [(r["settings"]["backend"], r["settings"]["provider"], r["settings"]["precision"])
+            for r in json.loads(out.read_text())["results"]]
+    expected = [("onnxruntime", "CPUExecutionProvider", "fp32")]
+    expected += [("openvino", f"CPU {hint}", {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}[hint])
+                 for backend, hint in available_runs(dynamic_onnx) if backend == "openvino"]
+    assert runs == expected + [("torch", "cpu", "fp32")]
+    if importlib.util.find_spec("openvino") is not None:  # the dev extra installs it: CI times it too
+        assert ("openvino", "CPU f32", "fp32") in runs
+    assert all(r["settings"]["interleaved_with"] == len(runs) - 1 for r in json.loads(out.read_text())["results"])
+
+
 def test_bench_with_checkpoint_reference(student: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     result = runner.invoke(app, ["bench", str(student["onnx"]), str(student["checkpoint"]), "--input-size", "32x48",
@@ -86,14 +107,14 @@ class FakeDataset:
 
 
 def test_validate_scores_against_labels(dynamic_onnx: Path, photo: np.ndarray, tmp_path: Path,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+                                        monkeypatch: pytest.MonkeyPatch, backend: str) -> None:
     perfect = Segmenter.from_file(dynamic_onnx).predict(photo).astype(np.int64)
     unlabelled = np.full_like(perfect, 255)
     dataset = FakeDataset(photo, [perfect, unlabelled, perfect])
     monkeypatch.setattr(rdd_deploy.data, "build_dataset", lambda spec, split: dataset, raising=False)
     out = tmp_path / "val.json"
     result = runner.invoke(app, ["validate", str(dynamic_onnx), "--data", "fake:/nowhere", "--max-images", "2",
-                                 "--json", str(out)])
+                                 "--json", str(out), "--backend", backend])
     assert result.exit_code == 0, result.output
     scores = json.loads(out.read_text())
     assert scores["images"] == 2 and scores["miou"] == 1.0 and scores["pixel_acc"] == 1.0

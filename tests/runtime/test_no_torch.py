@@ -14,8 +14,9 @@ import rdd_deploy.runtime
 from rdd_deploy.runtime import Segmenter, SegmentationMetric
 from rdd_deploy.runtime.masks import mask_image, palette_of
 import rdd_deploy.runtime.evaluate, rdd_deploy.runtime.tables, rdd_deploy.runtime.tensorrt_engine
+import rdd_deploy.runtime.openvino_engine
 
-segmenter = Segmenter.from_file(sys.argv[1])
+segmenter = Segmenter.from_file(sys.argv[1], sys.argv[2])
 image = np.random.default_rng(0).integers(0, 256, (48, 80, 3), dtype=np.uint8)
 mask = segmenter.predict(image)
 metric = SegmentationMetric(segmenter.info.num_classes)
@@ -26,8 +27,8 @@ print(mask.shape, metric.compute()["pixel_acc"])
 """
 
 
-def test_runtime_runs_without_torch(dynamic_onnx: Path) -> None:
-    result = subprocess.run([sys.executable, "-c", SCRIPT, str(dynamic_onnx)], capture_output=True, text=True,
-                            timeout=60)
+def test_runtime_runs_without_torch(dynamic_onnx: Path, backend: str) -> None:
+    result = subprocess.run([sys.executable, "-c", SCRIPT, str(dynamic_onnx), backend], capture_output=True,
+                            text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "(48, 80) 1.0"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +23,12 @@ def torch_logits(net: torch.nn.Module, image: np.ndarray) -> np.ndarray:
         return net(torch.from_numpy(normalize(image))[None])[0].numpy()
 
 
-def test_dynamic_model_runs_at_image_size(dynamic_onnx: Path, tiny_net, photo: np.ndarray) -> None:
-    segmenter = Segmenter.from_file(dynamic_onnx)
-    assert segmenter.dynamic and segmenter.engine.provider == "CPUExecutionProvider"
+PROVIDERS = {"onnxruntime": "CPUExecutionProvider", "openvino": "CPU f32"}
+
+
+def test_dynamic_model_runs_at_image_size(dynamic_onnx: Path, tiny_net, photo: np.ndarray, backend: str) -> None:
+    segmenter = Segmenter.from_file(dynamic_onnx, backend)
+    assert segmenter.dynamic and segmenter.engine.provider == PROVIDERS[backend]
     mask = segmenter.predict(photo)
     expected = torch_logits(tiny_net, photo)
     assert mask.shape == photo.shape[:2] and mask.dtype == np.uint8
@@ -32,8 +36,9 @@ def test_dynamic_model_runs_at_image_size(dynamic_onnx: Path, tiny_net, photo: n
     assert np.array_equal(mask, expected.argmax(0))
 
 
-def test_static_model_maps_logits_back_to_image_size(static_onnx: Path, tiny_net, photo: np.ndarray) -> None:
-    segmenter = Segmenter.from_file(static_onnx)
+def test_static_model_maps_logits_back_to_image_size(static_onnx: Path, tiny_net, photo: np.ndarray,
+                                                     backend: str) -> None:
+    segmenter = Segmenter.from_file(static_onnx, backend)
     assert not segmenter.dynamic and segmenter.static_size == (64, 64)
     logits = segmenter.logits(photo)
     small = torch.from_numpy(torch_logits(tiny_net, resize_image(photo, (64, 64))))[None]
@@ -43,14 +48,16 @@ def test_static_model_maps_logits_back_to_image_size(static_onnx: Path, tiny_net
     assert segmenter.predict(photo).shape == (75, 101)
 
 
-def test_raw_pixel_layout_matches_normalised_layout(nhwc_onnx: Path, dynamic_onnx: Path, photo: np.ndarray) -> None:
-    raw = Segmenter.from_file(nhwc_onnx)
+def test_raw_pixel_layout_matches_normalised_layout(nhwc_onnx: Path, dynamic_onnx: Path, photo: np.ndarray,
+                                                    backend: str) -> None:
+    raw = Segmenter.from_file(nhwc_onnx, backend)
     assert raw.engine.input_dtype == np.uint8
     np.testing.assert_allclose(raw.logits(photo), Segmenter.from_file(dynamic_onnx).logits(photo), atol=1e-4)
 
 
-def test_predict_batch_mixed_sizes_and_paths(dynamic_onnx: Path, photo: np.ndarray, tmp_path: Path) -> None:
-    segmenter = Segmenter.from_file(dynamic_onnx)
+def test_predict_batch_mixed_sizes_and_paths(dynamic_onnx: Path, photo: np.ndarray, tmp_path: Path,
+                                             backend: str) -> None:
+    segmenter = Segmenter.from_file(dynamic_onnx, backend)
     path = tmp_path / "photo.png"
     Image.fromarray(photo).save(path)
     masks = segmenter.predict_batch([photo, photo[:40, :50], path])
@@ -72,25 +79,25 @@ def test_too_small_image(static_onnx: Path) -> None:
         Segmenter.from_file(static_onnx).predict(np.zeros((20, 40, 3), np.uint8))
 
 
-def test_missing_and_corrupt_model_files(tmp_path: Path) -> None:
+def test_missing_and_corrupt_model_files(tmp_path: Path, backend: str) -> None:
     with pytest.raises(RDDError, match="model file not found: .*nothing.onnx"):
-        Segmenter.from_file(tmp_path / "nothing.onnx")
+        Segmenter.from_file(tmp_path / "nothing.onnx", backend)
     corrupt = tmp_path / "corrupt.onnx"
     corrupt.write_bytes(b"\x08\x07garbage" * 10)
     with pytest.raises(RDDError, match=f"cannot load ONNX model {corrupt}"):
-        Segmenter.from_file(corrupt)
+        Segmenter.from_file(corrupt, backend)
 
 
-def test_model_without_metadata(tiny_net, exporter, tmp_path: Path) -> None:
+def test_model_without_metadata(tiny_net, exporter, tmp_path: Path, backend: str) -> None:
     path = exporter(tiny_net, tmp_path / "bare.onnx", meta={})
     with pytest.raises(RDDError, match="bare.onnx has no rdd-deploy metadata"):
-        Segmenter.from_file(path)
+        Segmenter.from_file(path, backend)
 
 
-def test_bad_metadata_field_is_named(tiny_net, exporter, make_metadata, tmp_path: Path) -> None:
+def test_bad_metadata_field_is_named(tiny_net, exporter, make_metadata, tmp_path: Path, backend: str) -> None:
     path = exporter(tiny_net, tmp_path / "names.onnx", meta=make_metadata(class_names=["a", "b"]))
     with pytest.raises(RDDError, match="'class_names' has 2 names for 3 classes"):
-        Segmenter.from_file(path)
+        Segmenter.from_file(path, backend)
 
 
 class OneChannel(torch.nn.Module):
@@ -98,7 +105,7 @@ class OneChannel(torch.nn.Module):
         return images.repeat(1, 3, 1, 1)
 
 
-def test_model_input_not_an_image_batch(exporter, make_metadata, tmp_path: Path) -> None:
+def test_model_input_not_an_image_batch(exporter, make_metadata, tmp_path: Path, backend: str) -> None:
     import onnx
 
     path = exporter(OneChannel(), tmp_path / "gray.onnx")
@@ -106,7 +113,7 @@ def test_model_input_not_an_image_batch(exporter, make_metadata, tmp_path: Path)
     model.graph.input[0].type.tensor_type.shape.dim[1].dim_value = 1
     onnx.save(model, str(path))
     with pytest.raises(RDDError, match=r"input 'images' has shape \[\?, 1, \?, \?\]; expected an image batch"):
-        Segmenter.from_file(path)
+        Segmenter.from_file(path, backend)
 
 
 def test_backend_must_fit_the_file(dynamic_onnx: Path) -> None:
@@ -114,3 +121,12 @@ def test_backend_must_fit_the_file(dynamic_onnx: Path) -> None:
         Segmenter.from_file(dynamic_onnx, backend="tensorrt")
     with pytest.raises(RDDError, match="execution provider CUDAExecutionProvider is not available"):
         Segmenter.from_file(dynamic_onnx, providers=["CUDAExecutionProvider"])
+    with pytest.raises(RDDError, match="precision hint 'bf16' is an OpenVINO setting; add --backend openvino"):
+        Segmenter.from_file(dynamic_onnx, precision_hint="bf16")
+
+
+def test_missing_openvino_is_one_line_naming_the_extra(dynamic_onnx: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino now raises ImportError
+    with pytest.raises(RDDError) as error:
+        Segmenter.from_file(dynamic_onnx, backend="openvino")
+    assert str(error.value) == "OpenVINO is not installed: pip install 'rdd-deploy[openvino]'"
