@@ -146,7 +146,8 @@ def summarise(runs: dict[str, dict[int, float]]) -> dict[str, Any]:
         values = [by_seed[s] for s in sorted(by_seed)]
         row: dict[str, Any] = {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1
                                else 0.0, "runs": {str(s): by_seed[s] for s in sorted(by_seed)}}
-        for reference in ("kd", "ce"):
+        base = name.split("+")[0] if name.endswith("+rdd") else None  # RDD on top of another distiller
+        for reference in ("kd", "ce", *([base] if base else [])):
             seeds = sorted(set(by_seed) & set(runs.get(reference, {})))
             if name != reference and seeds:
                 mean, low, high = t_interval([by_seed[s] - runs[reference][s] for s in seeds])
@@ -262,7 +263,7 @@ def main() -> None:
                          "variants": variants, "batch_size": STUDENT["optim"]["batch_size"],
                          "lr": STUDENT["optim"]["lr"], "jobs": jobs, "threads_per_run": threads,
                          "device_kind": args.device, "date": time.strftime("%Y-%m-%d"), "device": device_info(),
-                         "minutes": round((time.time() - started) / 60, 1)},
+                         "minutes_this_call": round((time.time() - started) / 60, 1)},
             "teacher_miou": teacher_miou, "majority_floor": floor,
             "students": summarise({n: runs[n] for n in variants if n in runs}),
         }
