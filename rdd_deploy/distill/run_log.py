@@ -63,7 +63,8 @@ class RunLog(NullLog):
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
+        if not self.plain:
+            self.progress.stop()
         self.writer.close()
         self.jsonl.close()
 
