@@ -28,8 +28,8 @@ from rdd_deploy.atomic import atomic_write_text
 from rdd_deploy.checkpoint import load_checkpoint, save_checkpoint
 from rdd_deploy.distill.config import TrainConfig, config_to_dict
 from rdd_deploy.distill.distributed import (STARTUP_TIMEOUT, TRAINING_TIMEOUT, DistEnv, agreed_startup,
-                                            all_reduce_sum, broadcast_object, convert_sync_batchnorm,
-                                            init_distributed, set_timeout, shutdown)
+                                            all_reduce_sum, any_rank_max, broadcast_object,
+                                            convert_sync_batchnorm, init_distributed, set_timeout, shutdown)
 from rdd_deploy.distill.evaluate import evaluate_model
 from rdd_deploy.distill.loader import DeviceNormalizer, batches
 from rdd_deploy.distill.objective import Objective
@@ -289,5 +289,6 @@ def _loop(config: TrainConfig, run_dir: Path, env: DistEnv, log: bool, run: _Run
             if miou is not None or done % config.save_every == 0 or signum:
                 save(done, miou)
             if signum:
+                any_rank_max(0, env)  # no rank exits before rank 0 has written last.pt (srun --kill-on-bad-exit)
                 raise TrainingStopped(signum, done, last_path)
     return run_dir
