@@ -107,3 +107,22 @@ def test_bf16_logits_get_their_float32_gradient_rounded_once_on_cuda() -> None:
     # Upsampled in bf16, the backward's atomics add ~64 bf16 contributions per coarse logit here (~300 at
     # 512x1024): several percent off. Cast first, only the final rounding to bf16 remains.
     assert all(error <= 1.01 * 2**-8 for error in _gradient_error(CUDA).values())
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_a_tiny_distillation_trains_on_cuda_with_auto_amp_and_a_halved_teacher(tmp_path: Path,
+                                                                                teacher_checkpoint: Path) -> None:
+    import json
+
+    from rdd_deploy.checkpoint import load_checkpoint
+    from rdd_deploy.distill.trainer import train
+    config = config_from_dict(tiny_config(distill={"method": "rdd", "rdd": {"tfe_fraction": 0.5}},
+                                          teacher={"checkpoint": str(teacher_checkpoint)}, channels_last=True))
+    train(config, tmp_path / "run", device="cuda", log=True)
+    steps = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    steps = [s for s in steps if "loss" in s]
+    assert len(steps) == 4 and all(s["loss"] == s["loss"] and s["peak_mem_mib"] > 0 for s in steps)
+    scaler = load_checkpoint(tmp_path / "run" / "last.pt")["train_state"]["scaler"]
+    major, _ = torch.cuda.get_device_capability(CUDA)
+    assert (scaler != {}) == (major < 8)  # GradScaler only with fp16 autocast (pre-Ampere)
