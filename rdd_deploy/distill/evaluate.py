@@ -18,6 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from rdd_deploy.distill.distributed import DistEnv, agreed_startup, all_reduce_sum, init_distributed, shutdown
+from rdd_deploy.distill.preemption import ignore_stop_signals
 from rdd_deploy.errors import RDDError
 from rdd_deploy.models.segmentor import ALIGN_CORNERS, upsample_logits
 from rdd_deploy.runtime.metrics import SegmentationMetric
@@ -59,7 +60,8 @@ def evaluate_model(model: nn.Module, dataset: Dataset, num_classes: int, env: Di
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=env.device)
     mine = Subset(dataset, range(env.rank, len(dataset), env.world_size))
     # batch_size=None: whole images of any size, one at a time; the workers decode the next ones meanwhile.
-    loader = DataLoader(mine, batch_size=None, num_workers=workers, pin_memory=env.device.type == "cuda")
+    loader = DataLoader(mine, batch_size=None, num_workers=workers, pin_memory=env.device.type == "cuda",
+                        worker_init_fn=ignore_stop_signals if workers else None)
     for image, label in loader:
         image, label = image.to(env.device, non_blocking=True), label.to(env.device, non_blocking=True)
         probs = predict_probabilities(model, image[None], scales, flip, amp_dtype)

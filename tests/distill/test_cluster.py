@@ -42,7 +42,7 @@ def srun(*args: str, tasks: int = 2, per_rank: dict[int, list[str]] | None = Non
             for rank in range(tasks)]
 
 
-def finish(processes: list[subprocess.Popen], timeout: float = 300) -> list[tuple[int, str, float]]:
+def finish(processes: list[subprocess.Popen], timeout: float = 600) -> list[tuple[int, str, float]]:
     """(exit status, stderr, seconds after the first exit) of each process."""
     results, ended = [], []
     for process in processes:
@@ -75,14 +75,14 @@ def test_a_path_missing_on_one_rank_fails_both_at_once_with_one_message(tmp_path
                                                                        teacher_checkpoint: Path) -> None:
     config = write_config(tmp_path / "s.yaml", tiny_config(distill={"method": "kd"},
                                                            teacher={"checkpoint": str(teacher_checkpoint)}))
-    started = time.time()
     results = finish(srun("distill", str(config), "--out", str(tmp_path / "run"), "--device", "cpu",
-                          per_rank={1: ["--teacher", str(tmp_path / "only_on_node_0.pt")]}), timeout=120)
+                          per_rank={1: ["--teacher", str(tmp_path / "only_on_node_0.pt")]}))
     assert [code for code, _, _ in results] == [1, 1]
     lines = [[line for line in err.splitlines() if line.startswith("error:")] for _, err, _ in results]
     assert lines[0] == lines[1] == [f"error: checkpoint not found: {tmp_path / 'only_on_node_0.pt'}"]
-    assert max(seconds for _, _, seconds in results) < 10  # together, not after a collective's timeout
-    assert time.time() - started < 100  # the start-up timeout is 5 minutes
+    # Together: without the agreement rank 0 would wait in DDP's first broadcast for the 5-minute start-up
+    # timeout, and then fail with gloo's timeout message, not this one.
+    assert max(seconds for _, _, seconds in results) < 20
     assert not (tmp_path / "run" / "last.pt").exists()
 
 
