@@ -9,6 +9,7 @@ process killed by that signal, so schedulers treat the run as interrupted, not a
 from __future__ import annotations
 
 import signal
+import threading
 from pathlib import Path
 from types import FrameType
 
@@ -42,8 +43,10 @@ class StopSignals:
         self.signum = signum
 
     def __enter__(self) -> StopSignals:
-        for sig in STOP_SIGNALS:
-            self._previous[sig] = signal.signal(sig, self._record)
+        # Python delivers signals to the main thread only; a loop run from another thread keeps the defaults.
+        if threading.current_thread() is threading.main_thread():
+            for sig in STOP_SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._record)
         return self
 
     def __exit__(self, *exc: object) -> None:
