@@ -42,7 +42,7 @@ class SeededAugmentation(Dataset):
             augment = self.dataset.augment
             image, label = train_transform(*self.dataset.raw(index), augment.crop_size, augment.scale_range,
                                            augment.flip, augment.mean)
-        return torch.from_numpy(image), torch.from_numpy(label.astype(np.int64, copy=False))
+        return torch.from_numpy(image), torch.from_numpy(label.astype(np.int64))  # a copy: readers may cache arrays
 
 
 class DeviceNormalizer:
