@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
@@ -78,18 +79,46 @@ def _batch_size_option() -> typer.models.OptionInfo:
 
 
 def _resume_option() -> typer.models.OptionInfo:
-    return typer.Option(False, "--resume", help="Continue the run in --out from its last.pt.")
+    return typer.Option(False, "--resume", help="Continue the run in --out from its last.pt (which must exist).")
+
+
+def _auto_resume_option() -> typer.models.OptionInfo:
+    return typer.Option(False, "--auto-resume", help="Continue from --out's last.pt when there is one, else start: "
+                        "one command for the first start and every restart (sbatch --requeue, torchrun "
+                        "--max-restarts, Kubernetes).")
+
+
+def _timeout_option() -> typer.models.OptionInfo:
+    return typer.Option(30.0, "--dist-timeout", min=0.1, help="Minutes a collective may wait for a slow rank "
+                        "during training (start-up has its own, --startup-timeout).")
+
+
+def _startup_timeout_option() -> typer.models.OptionInfo:
+    return typer.Option(5.0, "--startup-timeout", min=0.1, help="Minutes the ranks may wait for each other to "
+                        "start and pass their start-up checks.")
 
 
 def _device_option() -> typer.models.OptionInfo:
     return typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda.")
 
 
-def _run_training(config: TrainConfig, out: Optional[Path], resume: bool, device: str, suffix: str = "") -> None:
+def _is_main() -> bool:
+    from rdd_deploy.distill.launch import is_main_process
+    return is_main_process()
+
+
+def _run_training(config: TrainConfig, out: Optional[Path], resume: bool, auto_resume: bool, device: str,
+                  timeouts: tuple[float, float], suffix: str = "") -> None:
+    from datetime import timedelta
+
     from rdd_deploy.distill.trainer import train
+    if resume and auto_resume:
+        raise RDDError("give --resume (last.pt must exist) or --auto-resume (use it when it exists), not both")
     run_dir = out or Path("runs") / f"{config.name}{suffix}"
-    train(config, run_dir, resume=resume, device=device)
-    console.print(f"[bold green]done[/]: {run_dir}/best.pt (best val mIoU), {run_dir}/last.pt", highlight=False)
+    train(config, run_dir, resume="auto" if auto_resume else resume, device=device,
+          startup_timeout=timedelta(minutes=timeouts[0]), timeout=timedelta(minutes=timeouts[1]))
+    if _is_main():
+        console.print(f"[bold green]done[/]: {run_dir}/best.pt (best val mIoU), {run_dir}/last.pt", highlight=False)
 
 
 @app.command("train-teacher")
@@ -98,14 +127,15 @@ def train_teacher_command(
     data: Optional[str] = _data_option(), iters: Optional[int] = _iters_option(),
     batch_size: Optional[int] = _batch_size_option(),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default: runs/<recipe name>)."),
-    resume: bool = _resume_option(), device: str = _device_option(),
+    resume: bool = _resume_option(), auto_resume: bool = _auto_resume_option(), device: str = _device_option(),
+    startup_timeout: float = _startup_timeout_option(), dist_timeout: float = _timeout_option(),
 ) -> None:
     """Train a teacher with cross-entropy (plus its auxiliary head, which TFE-RDD needs)."""
     recipe = _load_recipe(config, overrides, data=data, iters=iters, batch_size=batch_size)
     if recipe.distill.method != "ce":
         raise RDDError(f"{config} distils with '{recipe.distill.method}'; teachers train with method ce "
                        "(use `rdd-deploy distill` for students)")
-    _run_training(recipe, out, resume, device)
+    _run_training(recipe, out, resume, auto_resume, device, (startup_timeout, dist_timeout))
 
 
 @app.command("distill")
@@ -117,12 +147,14 @@ def distill_command(
     data: Optional[str] = _data_option(), iters: Optional[int] = _iters_option(),
     batch_size: Optional[int] = _batch_size_option(),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default: runs/<recipe name>-<method>)."),
-    resume: bool = _resume_option(), device: str = _device_option(),
+    resume: bool = _resume_option(), auto_resume: bool = _auto_resume_option(), device: str = _device_option(),
+    startup_timeout: float = _startup_timeout_option(), dist_timeout: float = _timeout_option(),
 ) -> None:
     """Distil a student from a frozen teacher (RDD by default); torchrun runs it on many GPUs."""
     recipe = _load_recipe(config, overrides, data=data, iters=iters, batch_size=batch_size, method=method,
                           teacher=teacher)
-    _run_training(recipe, out, resume, device, suffix=f"-{recipe.distill.method}")
+    _run_training(recipe, out, resume, auto_resume, device, (startup_timeout, dist_timeout),
+                  suffix=f"-{recipe.distill.method}")
 
 
 def _parse_scales(text: str) -> list[float]:
@@ -144,17 +176,20 @@ def evaluate_command(
     scales: str = typer.Option("1.0", "--scales", help="Multi-scale test, e.g. 0.75,1,1.25."),
     max_images: Optional[int] = typer.Option(None, "--max-images", min=1),
     device: str = _device_option(),
+    workers: int = typer.Option(2, "--workers", min=0, help="DataLoader processes decoding the next images."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the result as JSON."),
 ) -> None:
-    """mIoU, per-class IoU and pixel accuracy of a PyTorch checkpoint on whole images."""
+    """mIoU, per-class IoU and pixel accuracy of a PyTorch checkpoint on whole images (torchrun splits them)."""
     from rdd_deploy.distill.evaluate import evaluate_checkpoint
     from rdd_deploy.runtime.tables import validation_table
-    with _progress() as progress:
+    main = _is_main()
+    with _progress(disable=not main) as progress:
         task = progress.add_task(f"evaluating {checkpoint.name}", total=None)
         result = evaluate_checkpoint(checkpoint, data, split, _parse_scales(scales), flip, max_images, device,
-                                     on_image=lambda: progress.advance(task))
-    Console().print(validation_table(result))
-    _write_json(json_out, {k: v for k, v in result.items() if k != "confusion"})
+                                     on_image=lambda: progress.advance(task), workers=workers)
+    if main:
+        Console().print(validation_table(result))
+        _write_json(json_out, {k: v for k, v in result.items() if k != "confusion"})
 
 # --- quickstart ---------------------------------------------------------------------------------------------
 
@@ -270,10 +305,10 @@ def _val_samples(data: str, max_images: Optional[int], num_classes: int) -> tupl
     return dataset_samples(dataset, max_images), count, getattr(info, "ignore_index", None)
 
 
-def _progress() -> Progress:
+def _progress(disable: bool = False) -> Progress:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    console=console, transient=True)
+                    console=console, transient=True, disable=disable)
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -396,10 +431,22 @@ def predict_command(
 
 
 def run() -> None:
-    """Console entry point: an RDDError becomes one red line on stderr and exit code 1."""
+    """Console entry point: an RDDError becomes one red line on stderr and exit code 1; a training run stopped
+    by SIGTERM/SIGUSR1 exits with 128 + the signal number after saving last.pt."""
+    entry = app
+    if "TORCHELASTIC_RUN_ID" in os.environ:  # under torchrun: its failure summary then shows our traceback
+        from torch.distributed.elastic.multiprocessing.errors import record
+        entry = record(app)
     try:
-        app()
+        entry()
     except RDDError as exc:
         from rich.markup import escape  # messages hold brackets, e.g. pip install "rdd-deploy[trt]"
         console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(1)
+    except Exception as exc:
+        preemption = sys.modules.get("rdd_deploy.distill.preemption")  # loaded only where training ran
+        if preemption is None or not isinstance(exc, preemption.TrainingStopped):
+            raise
+        if _is_main():
+            console.print(f"[bold yellow]{exc}[/]", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)

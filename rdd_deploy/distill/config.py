@@ -50,7 +50,8 @@ class TeacherConfig(Section):
     """The frozen teacher: a checkpoint written by `rdd-deploy train-teacher`."""
 
     checkpoint: Path
-    half: bool = Field(True, description="fp16/bf16 teacher on CUDA (it only runs forward); ignored on CPU")
+    half: bool = Field(True, description="fp16 teacher on CUDA (it only runs forward; without it the teacher runs "
+                                         "under the student's autocast); ignored on CPU")
 
 
 class OptimConfig(Section):
@@ -86,7 +87,7 @@ class DistillConfig(Section):
     method: Method = "rdd"
     temperature: float = Field(1.0, gt=0)
     kd_weight: float = Field(1.0, ge=0)
-    aux_weight: float = Field(0.4, ge=0)
+    aux_weight: float = Field(0.4, ge=0, description="0: no auxiliary head is built (it would get no gradient)")
     at_weight: float = Field(500.0, ge=0, description="beta/2 of attention transfer, beta = 1000")
     cwd_weight: float = Field(3.0, ge=0)
     cwd_temperature: float = Field(4.0, gt=0)
@@ -112,7 +113,8 @@ class TrainConfig(Section):
     optim: OptimConfig = OptimConfig()
     distill: DistillConfig = DistillConfig()
     eval: EvalConfig = EvalConfig()
-    amp: Literal["auto", "off", "bf16", "fp16"] = Field("auto", description="auto: bf16 on CUDA, off on CPU")
+    amp: Literal["auto", "off", "bf16", "fp16"] = Field("auto", description="auto: bf16 on sm80+ GPUs, fp16 with "
+                                                        "GradScaler on older ones, off on CPU")
     channels_last: bool = False
     sync_bn: bool = True
     log_every: int = Field(20, ge=1)

@@ -2,7 +2,7 @@
 
 Each rank predicts every world_size-th image; the confusion matrices are summed across ranks and scored by
 the runtime's SegmentationMetric, so training, `rdd-deploy evaluate` and `rdd-deploy validate` share one
-definition of mIoU.
+definition of mIoU. With workers, images are decoded in DataLoader workers ahead of the GPU.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
-from rdd_deploy.distill.distributed import DistEnv, all_reduce_sum
+from rdd_deploy.distill.distributed import DistEnv, agreed_startup, all_reduce_sum, init_distributed, shutdown
+from rdd_deploy.distill.preemption import ignore_stop_signals
 from rdd_deploy.errors import RDDError
 from rdd_deploy.models.segmentor import ALIGN_CORNERS, upsample_logits
 from rdd_deploy.runtime.metrics import SegmentationMetric
@@ -51,16 +52,20 @@ def predict_probabilities(model: nn.Module, image: torch.Tensor, scales: Sequenc
 
 def evaluate_model(model: nn.Module, dataset: Dataset, num_classes: int, env: DistEnv, ignore_index: int = 255,
                    scales: Sequence[float] = (1.0,), flip: bool = False, amp_dtype: torch.dtype | None = None,
-                   on_image: Callable[[], None] | None = None, class_names: Sequence[str] | None = None
-                   ) -> dict[str, Any]:
+                   on_image: Callable[[], None] | None = None, class_names: Sequence[str] | None = None,
+                   workers: int = 0) -> dict[str, Any]:
     """Score `model` on every image of `dataset` (split over the ranks); all ranks get the same result."""
     was_training = model.training
     model.eval()
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=env.device)
-    for index in range(env.rank, len(dataset), env.world_size):
-        image, label = dataset[index]
-        probs = predict_probabilities(model, image[None].to(env.device), scales, flip, amp_dtype)
-        confusion += confusion_matrix(probs.argmax(dim=1)[0], label.to(env.device), num_classes, ignore_index)
+    mine = Subset(dataset, range(env.rank, len(dataset), env.world_size))
+    # batch_size=None: whole images of any size, one at a time; the workers decode the next ones meanwhile.
+    loader = DataLoader(mine, batch_size=None, num_workers=workers, pin_memory=env.device.type == "cuda",
+                        worker_init_fn=ignore_stop_signals if workers else None)
+    for image, label in loader:
+        image, label = image.to(env.device, non_blocking=True), label.to(env.device, non_blocking=True)
+        probs = predict_probabilities(model, image[None], scales, flip, amp_dtype)
+        confusion += confusion_matrix(probs.argmax(dim=1)[0], label, num_classes, ignore_index)
         if on_image is not None:
             on_image()
     model.train(was_training)
@@ -76,21 +81,25 @@ def evaluate_model(model: nn.Module, dataset: Dataset, num_classes: int, env: Di
 
 def evaluate_checkpoint(checkpoint: str | Path, data: str, split: str = "val", scales: Sequence[float] = (1.0,),
                         flip: bool = False, max_images: int | None = None, device: str = "auto",
-                        on_image: Callable[[], None] | None = None) -> dict[str, Any]:
-    """`rdd-deploy evaluate`: score a checkpoint on a data set split; the result carries the settings used."""
+                        on_image: Callable[[], None] | None = None, workers: int = 0) -> dict[str, Any]:
+    """`rdd-deploy evaluate`: score a checkpoint on a data set split (1..N processes, each scoring a share of
+    the images); the result carries the settings used."""
     from rdd_deploy.checkpoint import model_from_checkpoint
     from rdd_deploy.data import build_dataset
-    from rdd_deploy.distill.distributed import init_distributed
 
-    model, meta = model_from_checkpoint(checkpoint)
-    dataset = build_dataset(data, split, mean=tuple(meta["mean"]), std=tuple(meta["std"]), max_images=max_images)
-    info = dataset.info
-    num_classes = model.head.classifier.out_channels
-    if info.num_classes != num_classes:
-        raise RDDError(f"data set {data} has {info.num_classes} classes but {checkpoint} predicts {num_classes}")
     env = init_distributed(device)
-    model = model.to(env.device)
-    result = evaluate_model(model, dataset, num_classes, env, info.ignore_index, scales, flip,
-                            on_image=on_image, class_names=info.class_names)
+    try:
+        with agreed_startup(env):  # a file missing on one node fails every rank, not only that one
+            model, meta = model_from_checkpoint(checkpoint)
+            dataset = build_dataset(data, split, mean=tuple(meta["mean"]), std=tuple(meta["std"]),
+                                    max_images=max_images)
+            info, num_classes = dataset.info, model.head.classifier.out_channels
+            if info.num_classes != num_classes:
+                raise RDDError(f"data set {data} has {info.num_classes} classes but {checkpoint} predicts "
+                               f"{num_classes}")
+        result = evaluate_model(model.to(env.device), dataset, num_classes, env, info.ignore_index, scales, flip,
+                                on_image=on_image, class_names=info.class_names, workers=workers)
+    finally:
+        shutdown(env)
     return {"model": str(checkpoint), "precision": "fp32 (PyTorch)", "data": data, "split": split,
             "torch_miou": meta.get("miou"), **result}

@@ -1,5 +1,8 @@
 """What a run reports: a rich progress bar with ETA, lr and loss terms, TensorBoard scalars and a JSONL log.
 
+When stderr is not a terminal (a batch job's log file), the bar becomes one plain line per logged iteration:
+rich's live display would print nothing there until the run ends.
+
 Only rank 0 creates a RunLog; the other ranks get `NullLog`, so the training loop calls the same methods on
 every rank.
 """
@@ -38,7 +41,7 @@ class NullLog:
 
 
 class RunLog(NullLog):
-    """Rank 0's log: `<run>/log.jsonl`, `<run>/tensorboard/` and a progress bar on stderr."""
+    """Rank 0's log: `<run>/log.jsonl`, `<run>/tensorboard/` and a progress bar (or plain lines) on stderr."""
 
     def __init__(self, run_dir: Path, total_iters: int, start_iteration: int, title: str,
                  console: Console | None = None) -> None:
@@ -51,13 +54,17 @@ class RunLog(NullLog):
                                  TextColumn("{task.fields[status]}"), console=console or Console(stderr=True))
         self.task = self.progress.add_task(title, total=total_iters, completed=start_iteration, status="")
         self.started = time.time()
+        self.plain = not self.progress.console.is_terminal
+        self.title, self.total, self.start_iteration = title, total_iters, start_iteration
 
     def __enter__(self) -> RunLog:
-        self.progress.start()
+        if not self.plain:
+            self.progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
+        if not self.plain:
+            self.progress.stop()
         self.writer.close()
         self.jsonl.close()
 
@@ -71,7 +78,13 @@ class RunLog(NullLog):
         for key, value in scalars.items():
             self.writer.add_scalar(f"train/{key}", value, iteration)
         shown = " ".join(f"{k}={v:.4g}" for k, v in scalars.items())
-        self.progress.update(self.task, status=f"{stage} {shown}" if stage != "-" else shown)
+        status = f"{stage} {shown}" if stage != "-" else shown
+        self.progress.update(self.task, status=status)
+        if self.plain:
+            elapsed = time.time() - self.started
+            remaining = elapsed / max(iteration - self.start_iteration, 1) * (self.total - iteration)
+            self.message(f"{self.title} {iteration}/{self.total} {status} "
+                         f"elapsed {_clock(elapsed)} eta {_clock(remaining)}")
 
     def advance(self, iteration: int) -> None:
         """Move the progress bar to `iteration` (1-based count of finished iterations)."""
@@ -88,3 +101,8 @@ class RunLog(NullLog):
     def message(self, text: str) -> None:
         """Print a line above the progress bar."""
         self.progress.console.print(text, highlight=False)
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"

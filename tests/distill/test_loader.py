@@ -49,3 +49,17 @@ def test_augmentation_does_not_touch_the_global_rng() -> None:
     torch.manual_seed(5)
     next(batches(dataset, 4, DistEnv(), seed=0, workers=0, start_iteration=0))
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_batches_travel_as_uint8_and_normalise_on_the_device_exactly_as_the_runtime_does() -> None:
+    from rdd_deploy.distill.loader import DeviceNormalizer
+    from rdd_deploy.runtime.preprocess import IMAGENET_MEAN, IMAGENET_STD, normalize_batch
+
+    dataset = build_dataset(TINY_DATA, "train", crop_size=(24, 24))
+    images, labels = next(batches(dataset, 4, DistEnv(), seed=0, workers=0))
+    assert images.dtype == torch.uint8 and images.shape == (4, 24, 24, 3) and labels.shape == (4, 24, 24)
+    expected = torch.from_numpy(normalize_batch(images.numpy(), IMAGENET_MEAN, IMAGENET_STD))
+    for channels_last in (False, True):
+        normalized = DeviceNormalizer(IMAGENET_MEAN, IMAGENET_STD, torch.device("cpu"), channels_last)(images)
+        assert torch.equal(normalized, expected)
+        assert normalized.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)

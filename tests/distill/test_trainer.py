@@ -46,6 +46,7 @@ def test_train_teacher_writes_a_complete_run_directory(tmp_path: Path) -> None:
     evals = [r["eval"] for r in log if "eval" in r]
     assert [r["iter"] for r in steps] == [1, 2, 3, 4]
     assert {"lr", "loss", "task", "aux"} <= set(steps[0])
+    assert all(r["images_per_s"] > 0 and r["peak_mem_mib"] > 10 for r in steps)  # RSS on CPU, in MiB
     assert steps[0]["lr"] == pytest.approx(0.01) and steps[1]["lr"] == pytest.approx(0.01 * 0.75**0.9)
     assert len(evals) == 2 and all(0.0 <= e["miou"] <= 1.0 for e in evals)
     model, meta = model_from_checkpoint(run_dir / "best.pt")
@@ -84,6 +85,8 @@ def test_no_silent_overwrite_and_nothing_to_resume(tmp_path: Path) -> None:
     assert runner.invoke(app, args).exit_code == 0
     again = runner.invoke(app, args)
     assert again.exit_code == 1 and "--resume" in str(again.exception)
+    both = runner.invoke(app, args + ["--resume", "--auto-resume"])
+    assert both.exit_code == 1 and "not both" in str(both.exception)
 
 
 def test_resume_refuses_a_changed_recipe_and_a_corrupt_checkpoint(tmp_path: Path) -> None:
@@ -134,7 +137,8 @@ def test_resume_after_kill_matches_the_straight_run_exactly(tmp_path: Path, teac
     stopped_at = load_checkpoint(killed_dir / "last.pt")["train_state"]["iteration"]
     assert 3 <= stopped_at < 8
 
-    resumed = subprocess.run(_cli("distill", str(config), "--out", str(killed_dir), "--device", "cpu", "--resume"),
+    resumed = subprocess.run(_cli("distill", str(config), "--out", str(killed_dir), "--device", "cpu",
+                                  "--auto-resume"),
                              env=_env(), capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     for name in ("last.pt", "best.pt"):
@@ -205,3 +209,18 @@ def test_console_entry_point_prints_brackets_in_errors(monkeypatch: pytest.Monke
     with pytest.raises(SystemExit) as exit_info:
         run()
     assert exit_info.value.code == 1 and "got '[trt]'" in capsys.readouterr().err
+
+
+def test_a_log_file_gets_one_plain_line_per_logged_iteration(tmp_path: Path) -> None:
+    import io
+
+    from rich.console import Console
+
+    from rdd_deploy.distill.run_log import RunLog
+    batch_log = io.StringIO()  # not a terminal: rich's live bar would print nothing until the end
+    with RunLog(tmp_path, 40, 0, "tiny", console=Console(file=batch_log)) as run_log:
+        run_log.step(20, {"lr": 0.01, "loss": 1.5}, "tfe")
+        run_log.advance(20)
+    lines = batch_log.getvalue().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tiny 20/40 tfe lr=0.01 loss=1.5 elapsed 0:00:0")
+    assert " eta 0:00:0" in lines[0]
