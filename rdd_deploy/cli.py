@@ -38,9 +38,9 @@ def main(version: Optional[bool] = typer.Option(None, "--version", callback=_ver
 @app.command("models")
 def models_command() -> None:
     """List the registered architectures."""
-    from rdd_deploy.models import MODELS
+    from rdd_deploy.models import MODELS, model_variants
     for name in sorted(MODELS):
-        print(f"{name:16s} {MODELS[name].description}")
+        print(f"{name:16s} {MODELS[name].description} [variants: {', '.join(model_variants(name))}]")
 
 
 # --- training (distill) -------------------------------------------------------------------------------------
