@@ -36,14 +36,19 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
-    """Arguments of `build_model` for the network being trained."""
+    """Arguments of `build_model` for the network being trained, and the input convention it is trained with."""
 
     name: str
+    variant: Literal["default", "official"] = "default"
     aux_head: Optional[bool] = None
-    pretrained: Optional[Path] = None
-    head_channels: int = Field(256, ge=1)
+    pretrained: Optional[Path] = Field(None, description="'imagenet' (torchvision's weights) or a local file")
+    head_channels: Optional[int] = Field(None, ge=1, description="None: 256, or the official variant's width")
     width_mult: float = Field(1.0, gt=0)
-    dropout: float = Field(0.1, ge=0, lt=1, description="the heads' dropout rate during training")
+    dropout: Optional[float] = Field(None, ge=0, lt=1, description="every head dropout's rate during training; "
+                                     "None: the architecture's own (0.1; the official ASPP projection 0.5)")
+    normalization: Literal["imagenet", "caffe"] = Field(
+        "imagenet", description="imagenet: RGB, ImageNet mean/std; caffe: BGR minus the Caffe mean, as the "
+                                "official code and its ImageNet files")
 
 
 class TeacherConfig(Section):

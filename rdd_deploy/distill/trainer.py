@@ -17,16 +17,18 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from rdd_deploy.atomic import atomic_write_text
-from rdd_deploy.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from rdd_deploy.checkpoint import (Normalization, load_checkpoint, meta_normalization, model_from_checkpoint,
+                                   save_checkpoint)
 from rdd_deploy.distill.config import TrainConfig, config_to_dict
 from rdd_deploy.distill.distributed import DistEnv, all_reduce_sum, convert_sync_batchnorm, init_distributed, shutdown
 from rdd_deploy.distill.evaluate import evaluate_model
 from rdd_deploy.distill.loader import batches
 from rdd_deploy.distill.objective import Objective
+from rdd_deploy.distill.renormalize import teacher_input
 from rdd_deploy.distill.run_log import NullLog, RunLog
 from rdd_deploy.errors import RDDError
 from rdd_deploy.models import Segmentor, build_model
-from rdd_deploy.runtime.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from rdd_deploy.runtime.preprocess import NORMALIZATIONS
 
 
 def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
@@ -41,8 +43,9 @@ def poly_lr(base_lr: float, iteration: int, total_iters: int, power: float) -> f
     return base_lr * (1.0 - iteration / total_iters) ** power
 
 
-def load_teacher(config: TrainConfig, num_classes: int, device: torch.device, dtype: torch.dtype | None) -> Segmentor:
-    """The frozen teacher: eval mode, no gradients, half precision on CUDA when asked."""
+def load_teacher(config: TrainConfig, num_classes: int, device: torch.device,
+                 dtype: torch.dtype | None) -> tuple[Segmentor, Normalization]:
+    """The frozen teacher (eval mode, no gradients, half precision on CUDA when asked) and its input convention."""
     teacher, meta = model_from_checkpoint(config.teacher.checkpoint)
     teacher_classes = teacher.head.classifier.out_channels
     if teacher_classes != num_classes:
@@ -56,7 +59,7 @@ def load_teacher(config: TrainConfig, num_classes: int, device: torch.device, dt
     teacher = teacher.to(device, memory_format=torch.channels_last if config.channels_last else torch.preserve_format)
     if device.type == "cuda" and config.teacher.half:
         teacher = teacher.to(dtype or torch.float16)
-    return teacher
+    return teacher, meta_normalization(meta)
 
 
 def _rng_state(env: DistEnv) -> dict[str, Any]:
@@ -119,22 +122,32 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, env: DistEnv, log: 
                        "need at least 2: raise optim.batch_size, or use sync_bn: true with several processes")
     torch.manual_seed(config.seed + env.rank)
     data = config.data
+    normalization = NORMALIZATIONS[config.model.normalization]
+    channel_order, mean, std = normalization
     train_set = build_dataset(data.dataset, "train", crop_size=tuple(data.crop_size),
-                              scale_range=tuple(data.scale_range), flip=data.flip)
-    val_set = build_dataset(data.dataset, "val", max_images=data.val_max_images)
+                              scale_range=tuple(data.scale_range), flip=data.flip, mean=mean, std=std,
+                              channel_order=channel_order)
+    val_set = build_dataset(data.dataset, "val", max_images=data.val_max_images, mean=mean, std=std,
+                            channel_order=channel_order)
     info = train_set.info
     dtype = amp_dtype(config.amp, env.device)
     memory_format = torch.channels_last if config.channels_last else torch.preserve_format
 
     spec = {"name": config.model.name, "num_classes": info.num_classes, "aux_head": config.model.aux_head,
-            "head_channels": config.model.head_channels, "width_mult": config.model.width_mult}
+            "head_channels": config.model.head_channels, "width_mult": config.model.width_mult,
+            "variant": config.model.variant}
     model = build_model(**spec, pretrained=config.model.pretrained)
     for module in model.modules():
-        if isinstance(module, nn.Dropout):
+        if isinstance(module, nn.Dropout) and config.model.dropout is not None:
             module.p = config.model.dropout
-    spec["aux_head"] = model.aux_head is not None
+    spec["aux_head"], spec["head_channels"] = model.aux_head is not None, model.head.classifier.in_channels
     objective = Objective(config.distill, config.optim.iters, info.ignore_index)
-    teacher = load_teacher(config, info.num_classes, env.device, dtype) if objective.needs_teacher else None
+    teacher, teacher_input_of = None, None
+    if objective.needs_teacher:
+        teacher, teacher_normalization = load_teacher(config, info.num_classes, env.device, dtype)
+        teacher_input_of = teacher_input(normalization, teacher_normalization)
+        if teacher_input_of is not None:
+            teacher_input_of = teacher_input_of.to(env.device)
     if env.distributed and config.sync_bn:
         model = convert_sync_batchnorm(model, env.device)
     model = model.to(env.device, memory_format=memory_format).train()
@@ -162,7 +175,8 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, env: DistEnv, log: 
     ddp = DistributedDataParallel(model, device_ids=[env.local_rank] if env.device.type == "cuda" else None) \
         if env.distributed else model
     meta = {"class_names": list(info.class_names), "palette": [list(c) for c in info.palette],
-            "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "ignore_index": info.ignore_index,
+            "channel_order": channel_order, "mean": list(mean), "std": list(std),
+            "align_corners": model.align_corners, "ignore_index": info.ignore_index,
             "dataset": data.dataset, "crop_size": list(data.crop_size), "miou": None}
 
     def save(iteration: int, miou: float | None = None) -> None:
@@ -198,7 +212,9 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, env: DistEnv, log: 
             teacher_out = None
             if teacher is not None:
                 with torch.no_grad():
-                    teacher_out = teacher(images.to(next(teacher.parameters()).dtype), objective.needs_features)
+                    teacher_images = images if teacher_input_of is None else teacher_input_of(images)
+                    teacher_out = teacher(teacher_images.to(next(teacher.parameters()).dtype),
+                                          objective.needs_features)
             with torch.autocast(env.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                 student_out = ddp(images, objective.needs_features)
             loss = objective(student_out, teacher_out, labels, iteration)
