@@ -45,7 +45,7 @@ def load_backbone_weights(backbone: nn.Module, pretrained: str | Path, model_nam
     """Load ImageNet weights into `backbone` ("imagenet" or a file path); return (missing, unexpected) keys."""
     if str(pretrained) == "imagenet":
         return _load_state(backbone, torchvision_imagenet(model_name, variant), f"torchvision {model_name}")
-    return _load_state(backbone, _read_state(Path(pretrained)), str(pretrained), variant)
+    return _load_state(backbone, _read_state(Path(pretrained)), str(pretrained))
 
 
 def torchvision_imagenet(model_name: str, variant: str) -> dict[str, torch.Tensor]:
@@ -83,8 +83,7 @@ def _read_state(path: Path) -> dict[str, Any]:
     return state
 
 
-def _load_state(backbone: nn.Module, state: dict[str, Any], source: str,
-                variant: str = "default") -> tuple[list[str], list[str]]:
+def _load_state(backbone: nn.Module, state: dict[str, Any], source: str) -> tuple[list[str], list[str]]:
     state = {key.removeprefix("module."): value for key, value in state.items()
              if not key.removeprefix("module.").startswith(_CLASSIFIER_PREFIXES)}
     if any(".conv.6." in key for key in state):  # only the CSAIL MobileNetV2 layout has a layer 6 in its blocks
@@ -92,8 +91,8 @@ def _load_state(backbone: nn.Module, state: dict[str, Any], source: str,
     own = backbone.state_dict()
     for key, value in state.items():
         if key in own and own[key].shape != value.shape:
-            hint = " (the official variant's deep stem takes the CSAIL file, e.g. resnet18-imagenet.pth)" \
-                if variant == "official" and key.startswith("conv1.") else ""
+            hint = (" (a CSAIL deep-stem file such as resnet18-imagenet.pth fits variant official, "
+                    "a torchvision file the default variant)") if key.startswith("conv1.") else ""
             raise RDDError(f"{source}: tensor '{key}' has shape {tuple(value.shape)}, "
                            f"the backbone expects {tuple(own[key].shape)}{hint}")
     matched = [key for key in state if key in own]
