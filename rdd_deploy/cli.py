@@ -54,7 +54,7 @@ def convert_command(
                                           "(cityscapes, camvid, voc, ade20k)."),
     out: Path = typer.Option(..., "--out", help="The rdd-deploy checkpoint to write (.pt)."),
 ) -> None:
-    """Convert an official RDD/CIRKD checkpoint into an rdd-deploy checkpoint (official variant and input convention)."""
+    """Convert an official RDD/CIRKD checkpoint into an rdd-deploy checkpoint (official variant and input)."""
     from rdd_deploy.models.cirkd import SOURCES, convert_cirkd
     if from_ not in SOURCES:
         raise RDDError(f"--from '{from_}' is not supported; choose one of: {', '.join(SOURCES)}")

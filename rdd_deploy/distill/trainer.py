@@ -19,7 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from rdd_deploy.atomic import atomic_write_text
 from rdd_deploy.checkpoint import (Normalization, load_checkpoint, meta_normalization, model_from_checkpoint,
                                    save_checkpoint)
-from rdd_deploy.distill.config import TrainConfig, config_to_dict
+from rdd_deploy.distill.config import TrainConfig, config_from_dict, config_to_dict
 from rdd_deploy.distill.distributed import DistEnv, all_reduce_sum, convert_sync_batchnorm, init_distributed, shutdown
 from rdd_deploy.distill.evaluate import evaluate_model
 from rdd_deploy.distill.loader import batches
@@ -159,7 +159,8 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, env: DistEnv, log: 
     start, best_miou, resolved = 0, -1.0, config_to_dict(config)
     if resume:
         state = load_checkpoint(last_path)
-        changed = _config_differences(state["train_state"]["config"], resolved)
+        # Validated again, an older run's config gains the fields added since with their defaults.
+        changed = _config_differences(config_to_dict(config_from_dict(state["train_state"]["config"])), resolved)
         if changed:
             raise RDDError(f"the config differs from the one {last_path} was trained with ({'; '.join(changed)}); "
                            "resume with the same recipe and overrides")

@@ -149,8 +149,8 @@ def test_tfe_and_official_tse_at_one_eighth_equal_the_upsampled_computation(pres
         ce = F.cross_entropy(_up(s, align_corners=corners), target, reduction="none")
         assert low.item() == pytest.approx((rd * ce).mean().item(), abs=1e-6)
     else:  # official TSE upsamples the logits themselves
-        full = criterion({"out": _up(s, align_corners=True)}, {"out": _up(t, align_corners=True),
-                                                               "aux": _up(a, align_corners=True)}, target, iteration).total
+        up = lambda x: _up(x, align_corners=True)  # noqa: E731
+        full = criterion({"out": up(s)}, {"out": up(t), "aux": up(a)}, target, iteration).total
         assert low.item() == pytest.approx(full.item(), abs=1e-6)
 
 

@@ -92,7 +92,8 @@ class InvertedResidual(nn.Module):
 
 
 class MobileNetV2Net(nn.Module):
-    SETTING = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
+    SETTING = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
+               (6, 320, 1, 1)]
 
     def __init__(self):
         super().__init__()
@@ -143,7 +144,8 @@ class ASPP(nn.Module):
         self.project = nn.Sequential(*_cbr(5 * width, width), nn.Dropout(0.5))
 
     def forward(self, x):
-        return self.project(torch.cat([self.b0(x), self.b1.block(x), self.b2.block(x), self.b3.block(x), self.b4(x)], 1))
+        branches = [self.b0(x), self.b1.block(x), self.b2.block(x), self.b3.block(x), self.b4(x)]
+        return self.project(torch.cat(branches, 1))
 
 
 class DeepLabHead(nn.Module):
