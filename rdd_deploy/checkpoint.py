@@ -4,7 +4,8 @@ A checkpoint is a dict that `torch.load(weights_only=True)` can read:
   format      "rdd-deploy/1"
   model_spec  how to rebuild the trained network: build_model(**model_spec)
   model       its state dict (a distillation run stores the student only, never the teacher)
-  meta        class_names, mean, std, ignore_index, dataset, crop_size, miou (None until evaluated)
+  meta        class_names, mean, std, channel_order (RGB when absent), align_corners, ignore_index, dataset,
+              crop_size, miou (None until evaluated)
   train_state optional: optimizer, scaler, iteration, RNG states, config (for --resume)
 """
 
@@ -20,7 +21,16 @@ from rdd_deploy.errors import RDDError
 from rdd_deploy.models import Segmentor, build_model
 
 FORMAT = "rdd-deploy/1"
-MODEL_SPEC_KEYS = ("name", "num_classes", "aux_head", "head_channels", "width_mult")
+MODEL_SPEC_KEYS = ("name", "num_classes", "aux_head", "head_channels", "width_mult", "variant")
+Normalization = tuple[str, tuple[float, ...], tuple[float, ...]]  # (channel order, mean, std) of pixel / 255
+
+
+def meta_normalization(meta: dict[str, Any]) -> Normalization:
+    """The input convention a checkpoint's network expects: channel order, mean and std (ImageNet RGB if absent)."""
+    from rdd_deploy.runtime.preprocess import NORMALIZATIONS
+
+    order, mean, std = NORMALIZATIONS["imagenet"]
+    return (str(meta.get("channel_order") or order), tuple(meta.get("mean") or mean), tuple(meta.get("std") or std))
 
 
 def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> Path:

@@ -39,9 +39,28 @@ def main(version: Optional[bool] = typer.Option(None, "--version", callback=_ver
 @app.command("models")
 def models_command() -> None:
     """List the registered architectures."""
-    from rdd_deploy.models import MODELS
+    from rdd_deploy.models import MODELS, model_variants
     for name in sorted(MODELS):
-        print(f"{name:16s} {MODELS[name].description}")
+        print(f"{name:16s} {MODELS[name].description} [variants: {', '.join(model_variants(name))}]")
+
+
+@app.command("convert")
+def convert_command(
+    source: Path = typer.Argument(..., help="The official code's state dict, e.g. "
+                                  "deeplabv3_resnet101_citys_best_model.pth."),
+    from_: str = typer.Option(..., "--from", help="Where it comes from: cirkd (the official RDD/CIRKD code)."),
+    model: str = typer.Option(..., "--model", help="deeplabv3_r101, deeplabv3_r18, deeplabv3_mbv2 or pspnet_r18."),
+    num_classes: int = typer.Option(..., "--num-classes", min=1, help="Classes the file predicts (19 for Cityscapes)."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Take class names and palette from this data set "
+                                          "(cityscapes, camvid, voc, ade20k)."),
+    out: Path = typer.Option(..., "--out", help="The rdd-deploy checkpoint to write (.pt)."),
+) -> None:
+    """Convert an official RDD/CIRKD checkpoint into an rdd-deploy checkpoint (official variant and input)."""
+    from rdd_deploy.models.cirkd import SOURCES, convert_cirkd
+    if from_ not in SOURCES:
+        raise RDDError(f"--from '{from_}' is not supported; choose one of: {', '.join(SOURCES)}")
+    written = convert_cirkd(source, model, num_classes, out, dataset)
+    console.print(f"wrote {written} (official {model}, BGR input minus the Caffe mean, align_corners=True)")
 
 
 # --- training (distill) -------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rdd_deploy.checkpoint import model_from_checkpoint
+from rdd_deploy.checkpoint import meta_normalization, model_from_checkpoint
 from rdd_deploy.errors import RDDError
 from rdd_deploy.models import upsample_logits
 from rdd_deploy.runtime.engine import host_description
@@ -47,7 +47,7 @@ class TorchEngine:
         with torch.inference_mode(), cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark,
                                                  deterministic=cudnn.deterministic, allow_tf32=False):
             images = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device_type)
-            logits = upsample_logits(self.model(images)["out"], images.shape[-2:])
+            logits = upsample_logits(self.model(images)["out"], images.shape[-2:], self.model.align_corners)
             return logits.float().cpu().numpy()
 
 
@@ -60,9 +60,10 @@ def torch_segmenter(checkpoint: str | os.PathLike, like: Segmenter | None = None
         raise RDDError(f"checkpoint {checkpoint} has no class_names in its meta")
     static = like.static_size if like is not None else (None, None)
     size = None if None in static else static
+    channel_order, mean, std = meta_normalization(meta)
     info = ModelInfo(model_name=str(meta.get("model_name", Path(checkpoint).stem)), num_classes=len(class_names),
-                     class_names=class_names,
-                     mean=tuple(meta.get("mean", ModelInfo.mean)), std=tuple(meta.get("std", ModelInfo.std)),
+                     class_names=class_names, mean=mean, std=std, channel_order=channel_order,
+                     align_corners=model.align_corners,
                      input_size=size, dynamic=size is None, precision="fp32",
                      ignore_index=int(meta.get("ignore_index", 255)), torch_miou=meta.get("miou"))
     return Segmenter(TorchEngine(model, (None, 3, *static), device), info, str(checkpoint))

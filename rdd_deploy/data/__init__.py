@@ -39,12 +39,12 @@ DATASETS: dict[str, Reader] = {
 def build_dataset(spec: str, split: str, crop_size: tuple[int, int] | None = None,
                   scale_range: tuple[float, float] | None = (0.5, 2.0), flip: bool = True,
                   mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD,
-                  max_images: int | None = None) -> Dataset:
+                  max_images: int | None = None, channel_order: str = "RGB") -> Dataset:
     """Build split `split` of the data set `spec` ("name:/root" or "synthetic[:key=N,...]").
 
     With `crop_size` (training): random scale in `scale_range`, pad, random crop and random flip, all drawn
     from torch's global RNG. Without it (validation): whole images, no augmentation. `max_images` keeps the
-    first N images in sorted order.
+    first N images in sorted order. mean, std and channel_order: the network's input convention.
     """
     name, _, argument = spec.partition(":")
     reader = DATASETS.get(name.strip().lower())
@@ -55,7 +55,8 @@ def build_dataset(spec: str, split: str, crop_size: tuple[int, int] | None = Non
     if max_images is not None and max_images < 1:
         raise RDDError(f"max_images must be at least 1, got {max_images}")
     augment = Augment(tuple(crop_size) if crop_size is not None else None,
-                      tuple(scale_range) if scale_range is not None else None, flip, tuple(mean), tuple(std))
+                      tuple(scale_range) if scale_range is not None else None, flip, tuple(mean), tuple(std),
+                      channel_order)
     if not reader.needs_path:
         return reader.build(argument, split, augment, max_images)
     if not argument:

@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 
 from rdd_deploy.data.transforms import IGNORE_INDEX, train_transform
 from rdd_deploy.errors import RDDError
-from rdd_deploy.runtime.preprocess import IMAGENET_MEAN, IMAGENET_STD, normalize
+from rdd_deploy.runtime.preprocess import IMAGENET_MEAN, IMAGENET_STD, normalize, source_channels
 
 INVALID = -1  # lookup-table entry for a raw label value the data set never uses: loading it is an error
 
@@ -42,6 +42,7 @@ class Augment:
     flip: bool = True
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
+    channel_order: str = "RGB"  # of the network input; mean and std are listed in this order
 
 
 def label_table(mapping: dict[int, int], valid_ignored: Sequence[int] = ()) -> np.ndarray:
@@ -116,10 +117,12 @@ class SegmentationDataset(Dataset):
 def to_tensors(image: np.ndarray, label: np.ndarray, augment: Augment) -> tuple[torch.Tensor, torch.Tensor]:
     """Augment (when training) on uint8 pixels, then normalise with the runtime's one `normalize`."""
     if augment.crop_size is not None:
+        pad_colour = tuple(augment.mean[c] for c in source_channels(augment.channel_order))  # the mean as RGB
         image, label = train_transform(image, label, augment.crop_size, augment.scale_range, augment.flip,
-                                       augment.mean)
+                                       pad_colour)
+    image = normalize(image, augment.mean, augment.std, augment.channel_order)
     # astype copies: a reader may cache its arrays (the synthetic set does), and a tensor must not alias them
-    return torch.from_numpy(normalize(image, augment.mean, augment.std)), torch.from_numpy(label.astype(np.int64))
+    return torch.from_numpy(image), torch.from_numpy(label.astype(np.int64))
 
 
 def list_pairs(images: Iterable[Path], label_of: Callable[[Path], Path], where: Path,

@@ -36,14 +36,27 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
-    """Arguments of `build_model` for the network being trained."""
+    """Arguments of `build_model` for the network being trained, and the input convention it is trained with."""
 
     name: str
+    variant: Literal["default", "official"] = "default"
     aux_head: Optional[bool] = None
-    pretrained: Optional[Path] = None
-    head_channels: int = Field(256, ge=1)
+    pretrained: Optional[Path] = Field(None, description="'imagenet' (torchvision's weights) or a local file")
+    head_channels: Optional[int] = Field(256, ge=1, description="null: 256, or the official variant's width")
     width_mult: float = Field(1.0, gt=0)
-    dropout: float = Field(0.1, ge=0, lt=1, description="the heads' dropout rate during training")
+    dropout: Optional[float] = Field(0.1, ge=0, lt=1, description="every head dropout's rate during training; "
+                                     "null: the architecture's own (0.1; the official ASPP projection 0.5)")
+    normalization: Literal["imagenet", "caffe"] = Field(
+        "imagenet", description="imagenet: RGB, ImageNet mean/std; caffe: BGR minus the Caffe mean, as the "
+                                "official code and its ImageNet files")
+
+    @model_validator(mode="after")
+    def _official_widths_and_dropouts(self) -> ModelConfig:
+        # The official variant keeps its own head width (128/256) and dropouts (0.5/0.1) unless a recipe says otherwise.
+        if self.variant == "official":
+            self.head_channels = self.head_channels if "head_channels" in self.model_fields_set else None
+            self.dropout = self.dropout if "dropout" in self.model_fields_set else None
+        return self
 
 
 class TeacherConfig(Section):

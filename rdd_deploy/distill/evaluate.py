@@ -36,15 +36,16 @@ def predict_probabilities(model: nn.Module, image: torch.Tensor, scales: Sequenc
                           flip: bool = False, amp_dtype: torch.dtype | None = None) -> torch.Tensor:
     """Softmax probabilities [N,C,H,W] at the image's size, averaged over scales and (optionally) a flip."""
     size = image.shape[-2:]
+    align_corners = getattr(model, "align_corners", ALIGN_CORNERS)  # the official variant resizes with True
     total = None
     for scale in scales:
         scaled = image if scale == 1.0 else F.interpolate(
-            image, scale_factor=scale, mode="bilinear", align_corners=ALIGN_CORNERS)
+            image, scale_factor=scale, mode="bilinear", align_corners=align_corners)
         for flipped in ((False, True) if flip else (False,)):
             batch = scaled.flip(-1) if flipped else scaled
             with torch.autocast(image.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                 logits = model(batch)["out"]
-            probs = upsample_logits(logits.float(), size).softmax(dim=1)
+            probs = upsample_logits(logits.float(), size, align_corners).softmax(dim=1)
             probs = probs.flip(-1) if flipped else probs
             total = probs if total is None else total + probs
     return total
@@ -84,14 +85,15 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str, split: str = "val", s
                         on_image: Callable[[], None] | None = None, workers: int = 0) -> dict[str, Any]:
     """`rdd-deploy evaluate`: score a checkpoint on a data set split (1..N processes, each scoring a share of
     the images); the result carries the settings used."""
-    from rdd_deploy.checkpoint import model_from_checkpoint
+    from rdd_deploy.checkpoint import meta_normalization, model_from_checkpoint
     from rdd_deploy.data import build_dataset
 
     env = init_distributed(device)
     try:
         with agreed_startup(env):  # a file missing on one node fails every rank, not only that one
             model, meta = model_from_checkpoint(checkpoint)
-            dataset = build_dataset(data, split, mean=tuple(meta["mean"]), std=tuple(meta["std"]),
+            channel_order, mean, std = meta_normalization(meta)
+            dataset = build_dataset(data, split, mean=mean, std=std, channel_order=channel_order,
                                     max_images=max_images)
             info, num_classes = dataset.info, model.head.classifier.out_channels
             if info.num_classes != num_classes:

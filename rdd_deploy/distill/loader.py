@@ -21,6 +21,7 @@ from rdd_deploy.data.transforms import train_transform
 from rdd_deploy.distill.distributed import DistEnv
 from rdd_deploy.distill.preemption import ignore_stop_signals
 from rdd_deploy.errors import RDDError
+from rdd_deploy.runtime.preprocess import source_channels
 
 
 class SeededAugmentation(Dataset):
@@ -49,7 +50,8 @@ class DeviceNormalizer:
     """uint8 NHWC batches -> float32 NCHW on the device, (pixel / 255 - mean) / std as `normalize_batch` does it."""
 
     def __init__(self, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device,
-                 channels_last: bool) -> None:
+                 channels_last: bool, channel_order: str = "RGB") -> None:
+        self.channels = list(source_channels(channel_order))  # BGR networks read the RGB image's channels reversed
         std64 = np.asarray(std, np.float64)
         # The same float32 constants and the same two roundings (multiply, then subtract) as the numpy version.
         self.scale = torch.from_numpy((1.0 / (255.0 * std64)).astype(np.float32)).to(device).view(1, 3, 1, 1)
@@ -60,6 +62,8 @@ class DeviceNormalizer:
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """Move a uint8 [N,H,W,3] batch to the device and normalise it (channels_last when asked)."""
         nchw = images.to(self.device, non_blocking=True).permute(0, 3, 1, 2)  # a channels_last view, no copy
+        if self.channels != [0, 1, 2]:
+            nchw = nchw[:, self.channels]
         if not self.channels_last:
             nchw = nchw.contiguous()  # reorder the uint8 bytes, not the four times larger floats
         return nchw.float().mul_(self.scale).sub_(self.shift)

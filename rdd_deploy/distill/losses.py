@@ -25,6 +25,9 @@ Preset = Literal["paper", "official"]
 
 # Pixels above this many are not needed to find the OHEM threshold; the paper-era code used 100000 per GPU batch.
 OFFICIAL_MIN_KEPT = 100_000
+# The official code's OHEM class weights for Cityscapes' 19 classes; it weights TSE-RDD's CE with them, not TFE's.
+CITYSCAPES_CLASS_WEIGHTS = (0.8373, 0.918, 0.866, 1.0345, 1.0166, 0.9969, 0.9754, 1.0489, 0.8786, 1.0023, 0.9539,
+                            0.9843, 1.1116, 0.9037, 1.0865, 1.0955, 1.0865, 1.1529, 1.0507)
 
 
 def _log_probs(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -154,8 +157,10 @@ class RDDLoss(nn.Module):
 
     preset="paper" follows the paper; preset="official" reproduces the official code
     (KL(p_aux || p_main), target-class confidence with an OHEM threshold keeping
-    `min_kept` pixels, CE averaged over all pixels in TFE and over selected pixels in
-    TSE, student aux head paired with the teacher's aux head).
+    `min_kept` pixels of this process's batch, CE averaged over all pixels in TFE and
+    over selected pixels in TSE, class weights in TSE only, student aux head paired
+    with the teacher's aux head, align_corners=True resizes, and TFE while
+    iteration + 1 < tfe_fraction * total_iters as its 1-based loop counts).
     """
 
     def __init__(self, total_iters: int, tfe_fraction: float = 0.1, threshold: float = 0.7, mode: Mode = "xor",
@@ -176,6 +181,7 @@ class RDDLoss(nn.Module):
         self.temperature, self.kd_weight, self.aux_weight = temperature, kd_weight, aux_weight
         self.ignore_index = ignore_index
         self.official = preset == "official"
+        self.align_corners = self.official  # the official code resizes everything with align_corners=True
         # None: the preset's (paper: max probability, official: target class); set alone, it is ours, not the paper's
         self.confidence: Confidence = confidence or ("target" if self.official else "max")
         self.tse_over_selected = self.official if tse_mean is None else tse_mean == "selected"
@@ -184,8 +190,8 @@ class RDDLoss(nn.Module):
         self.register_buffer("class_weights", weights, persistent=False)
 
     def stage(self, iteration: int) -> str:
-        """'tfe' for 0-based iterations below tfe_fraction * total_iters, 'tse' after."""
-        return "tfe" if iteration < self.tfe_iters else "tse"
+        """'tfe' for 0-based iterations below tfe_fraction * total_iters (official: one fewer), 'tse' after."""
+        return "tfe" if iteration + self.official < self.tfe_iters else "tse"
 
     def forward(self, student: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor], target: torch.Tensor,
                 iteration: int) -> LossOutput:
@@ -196,14 +202,15 @@ class RDDLoss(nn.Module):
             if "aux" in student and self.aux_weight > 0:
                 paired = teacher.get("aux", teacher["out"]) if self.official else teacher["out"]
                 heads.append(("aux", student["aux"], paired, self.aux_weight))
-            pixel_weights = _pixel_class_weights(target, self.class_weights, self.ignore_index)
+            tse_only = self.official and stage == "tfe"
+            pixel_weights = _pixel_class_weights(target, None if tse_only else self.class_weights, self.ignore_index)
             rd_tfe = self._tfe_map(teacher, target) if stage == "tfe" else None
             terms: dict[str, torch.Tensor] = {}
             total = torch.zeros((), device=target.device)
             for name, s_logits, t_logits, weight in heads:
                 # Cast before the resize: its backward sums ~300 fine-pixel gradients into each coarse logit,
                 # which in bf16 loses a few percent of the gradient.
-                log_ps = _log_probs(upsample_logits(s_logits.float(), target.shape[-2:]))
+                log_ps = _log_probs(upsample_logits(s_logits.float(), target.shape[-2:], self.align_corners))
                 ce = pixel_cross_entropy(log_ps, target, self.ignore_index) * pixel_weights
                 if stage == "tfe":
                     rd = rd_tfe
@@ -219,7 +226,7 @@ class RDDLoss(nn.Module):
                     valid = (target != self.ignore_index).float()
                     terms["selected"] = _safe_ratio((rd * valid).sum(), valid.sum()).detach()
             if self.kd_weight > 0:
-                t_out = upsample_logits(teacher["out"], student["out"].shape[-2:])
+                t_out = upsample_logits(teacher["out"], student["out"].shape[-2:], self.align_corners)
                 kd = kd_loss(student["out"], t_out, self.temperature)
                 total = total + self.kd_weight * kd
                 terms["kd"] = kd.detach()
@@ -231,7 +238,7 @@ class RDDLoss(nn.Module):
         direction = "aux_main" if self.official else "main_aux"
         rd = tfe_difficulty(teacher["out"], teacher["aux"], direction)
         # RD is computed at the teacher's resolution and upsampled, as cheap as it is smooth.
-        return upsample_logits(rd.unsqueeze(1), target.shape[-2:]).squeeze(1)
+        return upsample_logits(rd.unsqueeze(1), target.shape[-2:], self.align_corners).squeeze(1)
 
     def _tse_map(self, log_ps: torch.Tensor, student_logits: torch.Tensor, teacher_logits: torch.Tensor,
                  target: torch.Tensor) -> torch.Tensor:
@@ -246,6 +253,6 @@ class RDDLoss(nn.Module):
                     for logits in (student_logits, teacher_logits))
             else:
                 log_conf_s = _log_confidence(log_ps, "target", target, self.ignore_index)
-                log_pt = _log_probs(upsample_logits(teacher_logits.detach(), size))
+                log_pt = _log_probs(upsample_logits(teacher_logits.detach(), size, self.align_corners))
                 log_conf_t = _log_confidence(log_pt, "target", target, self.ignore_index)
             return _select(log_conf_s, log_conf_t, self.threshold, self.mode, valid, self.min_kept)

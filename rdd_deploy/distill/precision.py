@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from rdd_deploy.checkpoint import model_from_checkpoint
+from rdd_deploy.checkpoint import Normalization, meta_normalization, model_from_checkpoint
 from rdd_deploy.distill.config import TrainConfig
 from rdd_deploy.errors import RDDError
 from rdd_deploy.models import Segmentor
@@ -24,8 +24,8 @@ def amp_dtype(setting: str, device: torch.device, capability: tuple[int, int] | 
     return torch.float16 if setting == "fp16" else torch.bfloat16
 
 
-def load_teacher(config: TrainConfig, num_classes: int, device: torch.device) -> Segmentor:
-    """The frozen teacher: eval mode, no gradients, fp16 on CUDA with teacher.half.
+def load_teacher(config: TrainConfig, num_classes: int, device: torch.device) -> tuple[Segmentor, Normalization]:
+    """The frozen teacher (eval mode, no gradients, fp16 on CUDA with teacher.half) and its input convention.
 
     fp16 and not bf16: a frozen network's activations stay in a known range, and fp16's 10-bit mantissa
     keeps three more bits than bf16 through every layer, BatchNorm included.
@@ -43,7 +43,7 @@ def load_teacher(config: TrainConfig, num_classes: int, device: torch.device) ->
     teacher = teacher.to(device, memory_format=torch.channels_last if config.channels_last else torch.preserve_format)
     if device.type == "cuda" and config.teacher.half:
         teacher = teacher.to(torch.float16)
-    return teacher
+    return teacher, meta_normalization(meta)
 
 
 @torch.no_grad()

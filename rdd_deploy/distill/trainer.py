@@ -26,7 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from rdd_deploy.atomic import atomic_write_text
 from rdd_deploy.checkpoint import load_checkpoint, save_checkpoint
-from rdd_deploy.distill.config import TrainConfig, config_to_dict
+from rdd_deploy.distill.config import TrainConfig, config_from_dict, config_to_dict
 from rdd_deploy.distill.distributed import (STARTUP_TIMEOUT, TRAINING_TIMEOUT, DistEnv, agreed_startup,
                                             all_reduce_sum, any_rank_max, broadcast_object,
                                             convert_sync_batchnorm, init_distributed, set_timeout, shutdown)
@@ -35,10 +35,11 @@ from rdd_deploy.distill.loader import DeviceNormalizer, batches
 from rdd_deploy.distill.objective import Objective
 from rdd_deploy.distill.precision import amp_dtype, load_teacher, teacher_forward
 from rdd_deploy.distill.preemption import StopSignals, TrainingStopped
+from rdd_deploy.distill.renormalize import Renormalize, teacher_input
 from rdd_deploy.distill.run_log import NullLog, RunLog
 from rdd_deploy.errors import RDDError
 from rdd_deploy.models import Segmentor, build_model
-from rdd_deploy.runtime.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from rdd_deploy.runtime.preprocess import NORMALIZATIONS
 
 Resume = Literal["never", "must", "auto"]
 
@@ -136,6 +137,7 @@ class _Run:
     resolved: dict[str, Any]
     objective: Objective
     teacher: Segmentor | None
+    teacher_input: Renormalize | None  # the teacher's own input convention, when the student's differs
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
     dtype: torch.dtype | None
@@ -157,9 +159,13 @@ def _set_up(config: TrainConfig, run_dir: Path, resume: bool, env: DistEnv) -> _
                        "need at least 2: raise optim.batch_size, or use sync_bn: true with several processes")
     torch.manual_seed(config.seed + env.rank)
     data = config.data
+    normalization = NORMALIZATIONS[config.model.normalization]
+    channel_order, mean, std = normalization
     train_set = build_dataset(data.dataset, "train", crop_size=tuple(data.crop_size),
-                              scale_range=tuple(data.scale_range), flip=data.flip)
-    val_set = build_dataset(data.dataset, "val", max_images=data.val_max_images)
+                              scale_range=tuple(data.scale_range), flip=data.flip, mean=mean, std=std,
+                              channel_order=channel_order)
+    val_set = build_dataset(data.dataset, "val", max_images=data.val_max_images, mean=mean, std=std,
+                            channel_order=channel_order)
     info = train_set.info
     dtype = amp_dtype(config.amp, env.device)
 
@@ -167,14 +173,19 @@ def _set_up(config: TrainConfig, run_dir: Path, resume: bool, env: DistEnv) -> _
     # the second iteration; an untrained aux head in a teacher would also feed TFE-RDD noise. So: not built.
     spec = {"name": config.model.name, "num_classes": info.num_classes,
             "aux_head": config.model.aux_head if config.distill.aux_weight > 0 else False,
-            "head_channels": config.model.head_channels, "width_mult": config.model.width_mult}
+            "head_channels": config.model.head_channels, "width_mult": config.model.width_mult,
+            "variant": config.model.variant}
     model = build_model(**spec, pretrained=config.model.pretrained)
     for module in model.modules():
-        if isinstance(module, nn.Dropout):
+        if isinstance(module, nn.Dropout) and config.model.dropout is not None:
             module.p = config.model.dropout
-    spec["aux_head"] = model.aux_head is not None
+    spec["aux_head"], spec["head_channels"] = model.aux_head is not None, model.head.classifier.in_channels
     objective = Objective(config.distill, config.optim.iters, info.ignore_index).to(env.device)
-    teacher = load_teacher(config, info.num_classes, env.device) if objective.needs_teacher else None
+    teacher, renormalize = None, None
+    if objective.needs_teacher:
+        teacher, teacher_normalization = load_teacher(config, info.num_classes, env.device)
+        renormalize = teacher_input(normalization, teacher_normalization)
+        renormalize = renormalize.to(env.device) if renormalize is not None else None
     if env.distributed and config.sync_bn:
         model = convert_sync_batchnorm(model, env.device)
     model = model.to(env.device, memory_format=torch.channels_last if config.channels_last else torch.preserve_format)
@@ -182,13 +193,15 @@ def _set_up(config: TrainConfig, run_dir: Path, resume: bool, env: DistEnv) -> _
     optimizer = torch.optim.SGD(model.train().parameters(), lr=optim.lr, momentum=optim.momentum,
                                 weight_decay=optim.weight_decay)
     meta = {"class_names": list(info.class_names), "palette": [list(c) for c in info.palette],
-            "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "ignore_index": info.ignore_index,
+            "channel_order": channel_order, "mean": list(mean), "std": list(std),
+            "align_corners": model.align_corners, "ignore_index": info.ignore_index,
             "dataset": data.dataset, "crop_size": list(data.crop_size), "miou": None}
-    run = _Run(model, spec, meta, config_to_dict(config), objective, teacher, optimizer,
+    run = _Run(model, spec, meta, config_to_dict(config), objective, teacher, renormalize, optimizer,
                torch.amp.GradScaler(env.device.type, enabled=dtype == torch.float16), dtype, train_set, val_set)
     if resume:
         state = load_checkpoint(last_path)
-        changed = _config_differences(state["train_state"]["config"], run.resolved)
+        # Validated again, an older run's config gains the fields added since with their defaults.
+        changed = _config_differences(config_to_dict(config_from_dict(state["train_state"]["config"])), run.resolved)
         if changed:
             raise RDDError(f"the config differs from the one {last_path} was trained with ({'; '.join(changed)}); "
                            "resume with the same recipe and overrides")
@@ -246,7 +259,8 @@ def _loop(config: TrainConfig, run_dir: Path, env: DistEnv, log: bool, run: _Run
 
     title = f"{config.name} ({config.distill.method}, {config.model.name})"
     run_log = RunLog(run_dir, optim.iters, run.start, title) if env.is_main and log else NullLog()
-    normalize = DeviceNormalizer(IMAGENET_MEAN, IMAGENET_STD, env.device, config.channels_last)
+    channel_order, mean, std = NORMALIZATIONS[config.model.normalization]
+    normalize = DeviceNormalizer(mean, std, env.device, config.channels_last, channel_order)
     clock, clock_iteration = time.perf_counter(), run.start
     with run_log, StopSignals() as stop:
         for iteration in range(run.start, optim.iters):
@@ -256,8 +270,10 @@ def _loop(config: TrainConfig, run_dir: Path, env: DistEnv, log: bool, run: _Run
             images, labels = next(run.stream)
             images = normalize(images)
             labels = labels.to(env.device, non_blocking=True)
-            teacher_out = teacher_forward(run.teacher, images, dtype, objective.needs_features) \
-                if run.teacher is not None else None
+            teacher_out = None
+            if run.teacher is not None:
+                teacher_images = images if run.teacher_input is None else run.teacher_input(images)
+                teacher_out = teacher_forward(run.teacher, teacher_images, dtype, objective.needs_features)
             with torch.autocast(env.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                 student_out = ddp(images, objective.needs_features)
             loss = objective(student_out, teacher_out, labels, iteration)

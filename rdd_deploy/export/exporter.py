@@ -110,7 +110,8 @@ def export(checkpoint: str | Path, options: ExportOptions) -> list[Path]:
     verifier = None
     if options.verify:
         verifier = Verifier(FullResolution(model).eval(), verification_images(options.calib_data), mean, std,
-                            options.fused_preprocess, check_shapes(size, options.batch, options.dynamic))
+                            options.fused_preprocess, check_shapes(size, options.batch, options.dynamic),
+                            metadata["channel_order"])
     images: list = []
     if options.precision == "int8":
         images = dataset_images(options.calib_data, "train", options.calib_images)
@@ -133,7 +134,8 @@ def export(checkpoint: str | Path, options: ExportOptions) -> list[Path]:
                            f"{', '.join(path.name for path in written)})")
         calibration = None
         if images:
-            calibration = ImageCalibrationReader(images, size, options.batch, metadata["input_layout"], mean, std)
+            calibration = ImageCalibrationReader(images, size, options.batch, metadata["input_layout"], mean, std,
+                                                 channel_order=metadata["channel_order"])
         engine = export_engine(onnx_files, target(options.precision, "tensorrt"), metadata, options.precision,
                                options.batch, options.workspace_gib,
                                options.timing_cache or out / "tensorrt.timing.cache", calibration,

@@ -17,12 +17,13 @@ from rdd_deploy.errors import RDDError
 from rdd_deploy.export.formats import reported
 from rdd_deploy.export.verify import Verifier, onnx_runner
 from rdd_deploy.models import FullResolution
+from rdd_deploy.runtime.preprocess import affine_constants, source_channels
 
 OPSET = 17  # the oldest opset the issue allows: parsed by every TensorRT 10 (JetPack 6) and ONNX Runtime >= 1.14
 INPUT_NAME = "images"
 LAYOUTS = {False: "NCHW_float", True: "NHWC_uint8"}
 METADATA_FORMAT = "1"
-STRING_KEYS = ("rdd_deploy.format", "model_name", "input_layout", "precision")  # stored unquoted
+STRING_KEYS = ("rdd_deploy.format", "model_name", "input_layout", "precision", "channel_order")  # stored unquoted
 
 
 class BatchNormXd(nn.modules.batchnorm._BatchNorm):
@@ -56,19 +57,23 @@ class DeployModel(nn.Module):
     """What goes into the ONNX graph: [uint8 NHWC -> normalised NCHW] -> full-resolution logits [-> int32 mask]."""
 
     def __init__(self, model: nn.Module, mean: tuple[float, ...], std: tuple[float, ...], fused: bool,
-                 argmax: bool) -> None:
+                 argmax: bool, channel_order: str = "RGB") -> None:
         super().__init__()
         self.net = FullResolution(model)
         self.fused, self.argmax = fused, argmax
-        # The same float32 constants and the same order of operations as runtime.preprocess.normalize.
-        self.register_buffer("scale", torch.tensor(1.0 / 255.0, dtype=torch.float32), persistent=False)
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        # The same float32 constants, channel order and operations as runtime.preprocess.normalize_batch.
+        scale, shift = (torch.from_numpy(v).view(1, 3, 1, 1) for v in affine_constants(mean, std))
+        self.register_buffer("scale", scale, persistent=False)
+        self.register_buffer("shift", shift, persistent=False)
+        self.channels = list(source_channels(channel_order))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Logits [N,C,H,W] at the input size, and the argmax mask [N,H,W] int32 when asked for."""
         if self.fused:
-            images = (images.permute(0, 3, 1, 2).to(torch.float32) * self.scale - self.mean) / self.std
+            images = images.permute(0, 3, 1, 2)
+            if self.channels != [0, 1, 2]:
+                images = images[:, self.channels]
+            images = images.to(torch.float32) * self.scale - self.shift
         logits = self.net(images)
         if self.argmax:
             # int32, not ONNX ArgMax's int64: TensorRT's TopK yields int32 and edge runtimes prefer it.
@@ -83,12 +88,14 @@ def export_metadata(meta: dict[str, Any], model_name: str, num_classes: int, inp
     if len(class_names) != num_classes:
         raise RDDError(f"checkpoint meta lists {len(class_names)} class_names but model '{model_name}' "
                        f"predicts {num_classes} classes")
-    from rdd_deploy.runtime.preprocess import IMAGENET_MEAN, IMAGENET_STD
+    from rdd_deploy.checkpoint import meta_normalization
 
+    channel_order, mean, std = meta_normalization(meta)
     metadata = {
         "rdd_deploy.format": METADATA_FORMAT, "model_name": model_name, "num_classes": num_classes,
-        "class_names": class_names, "mean": list(meta.get("mean") or IMAGENET_MEAN),
-        "std": list(meta.get("std") or IMAGENET_STD), "input_layout": LAYOUTS[fused],
+        "class_names": class_names, "mean": list(mean), "std": list(std),
+        "channel_order": channel_order, "align_corners": bool(meta.get("align_corners", False)),
+        "input_layout": LAYOUTS[fused],
         "input_size": list(input_size), "dynamic": dynamic, "precision": precision,
         "torch_miou": meta.get("miou"),
         "ignore_index": 255 if meta.get("ignore_index") is None else int(meta["ignore_index"]),
@@ -157,7 +164,8 @@ def export_onnx(model: nn.Module, path: str | Path, metadata: dict[str, Any], ba
     fused = metadata["input_layout"] == LAYOUTS[True]
     # The same graph serves every input size when dynamic; PSPNet stays exact there too, because its
     # pooling matrices are computed from the feature map's runtime shape (see models.heads).
-    module = DeployModel(revert_sync_batchnorm(model), metadata["mean"], metadata["std"], fused, argmax).eval()
+    module = DeployModel(revert_sync_batchnorm(model), metadata["mean"], metadata["std"], fused, argmax,
+                         metadata.get("channel_order", "RGB")).eval()
     h, w = metadata["input_size"]
     example = (torch.randint(0, 256, (batch, h, w, 3), dtype=torch.uint8) if fused
                else torch.randn(batch, 3, h, w))

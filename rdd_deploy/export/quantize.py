@@ -31,11 +31,13 @@ class ImageCalibrationReader(CalibrationDataReader):
     """
 
     def __init__(self, images: list[np.ndarray], input_size: tuple[int, int], batch: int, layout: str,
-                 mean: tuple[float, ...], std: tuple[float, ...], input_name: str = "images") -> None:
+                 mean: tuple[float, ...], std: tuple[float, ...], input_name: str = "images",
+                 channel_order: str = "RGB") -> None:
         count = batch * max(1, len(images) // batch)  # a static-batch graph needs whole batches
         pixels = [resize_image(images[i % len(images)], input_size) for i in range(count)]
         self.batches = [np.stack(pixels[i:i + batch]) for i in range(0, count, batch)]
         self.layout, self.mean, self.std, self.input_name = layout, mean, std, input_name
+        self.channel_order = channel_order
         self.position, self.end = 0, len(self.batches)
 
     def __len__(self) -> int:
@@ -48,7 +50,8 @@ class ImageCalibrationReader(CalibrationDataReader):
     def batch_input(self, index: int) -> np.ndarray:
         """Batch `index` as the model takes it: raw uint8 NHWC (fused) or normalised float32 NCHW."""
         pixels = self.batches[index]
-        return pixels if self.layout == LAYOUTS[True] else normalize_batch(pixels, self.mean, self.std)
+        return pixels if self.layout == LAYOUTS[True] else normalize_batch(pixels, self.mean, self.std,
+                                                                             self.channel_order)
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         """The next input feed of the current range, None after its end."""
@@ -225,7 +228,8 @@ def export_onnx_int8(source: str | Path, path: str | Path, metadata: dict[str, A
     input_dims = model.graph.input[0].type.tensor_type.shape.dim
     batch = input_dims[0].dim_value or 1  # dim_value is 0 for a dynamic axis: calibrate one image at a time
     reader = ImageCalibrationReader(images, tuple(metadata["input_size"]), batch, metadata["input_layout"],
-                                    tuple(metadata["mean"]), tuple(metadata["std"]), model.graph.input[0].name)
+                                    tuple(metadata["mean"]), tuple(metadata["std"]), model.graph.input[0].name,
+                                    metadata["channel_order"])
     with tempfile.TemporaryDirectory(prefix="rdd-int8-") as scratch:
         quantized_path = Path(scratch) / "int8.onnx"
         scheme = scheme or cpu_scheme()

@@ -58,8 +58,10 @@ class Verifier:
     """Holds the PyTorch model and the photos; checks an exported model against PyTorch FP32 at each shape."""
 
     def __init__(self, model: torch.nn.Module, photos: list[np.ndarray], mean: tuple[float, ...],
-                 std: tuple[float, ...], fused: bool, shapes: list[tuple[int, int, int]]) -> None:
+                 std: tuple[float, ...], fused: bool, shapes: list[tuple[int, int, int]],
+                 channel_order: str = "RGB") -> None:
         self.model, self.photos, self.mean, self.std, self.fused, self.shapes = model, photos, mean, std, fused, shapes
+        self.channel_order = channel_order
         self._cache: dict[tuple[int, int, int], tuple[np.ndarray, np.ndarray]] = {}
 
     def _batches(self, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -69,10 +71,13 @@ class Verifier:
             count = n * -(-len(self.photos) // n)
             pixels = np.stack([resize_image(self.photos[i % len(self.photos)], (h, w)) for i in range(count)])
             with torch.no_grad():
-                logits = torch.cat([self.model(torch.from_numpy(normalize_batch(pixels[i:i + n], self.mean, self.std)))
+                logits = torch.cat([self.model(torch.from_numpy(self._normalize(pixels[i:i + n])))
                                     for i in range(0, count, n)]).numpy()
             self._cache[shape] = (pixels, logits)
         return self._cache[shape]
+
+    def _normalize(self, pixels: np.ndarray) -> np.ndarray:
+        return normalize_batch(pixels, self.mean, self.std, self.channel_order)
 
     def compare(self, run: Runner, shapes: list[tuple[int, int, int]] | None = None) -> list[Agreement]:
         """Run an exported model on every check shape and measure it against PyTorch."""
@@ -82,7 +87,7 @@ class Verifier:
             n = shape[0]
             outputs = []
             for i in range(0, len(pixels), n):
-                feed = pixels[i:i + n] if self.fused else normalize_batch(pixels[i:i + n], self.mean, self.std)
+                feed = pixels[i:i + n] if self.fused else self._normalize(pixels[i:i + n])
                 outputs.append(run(feed))
             logits = np.concatenate([out[0] for out in outputs]).astype(np.float32)
             # With an in-graph argmax the mask is what users consume, so that is what must agree.

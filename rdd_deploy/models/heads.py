@@ -25,14 +25,15 @@ def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 1, dila
 class ASPP(nn.Module):
     """Atrous spatial pyramid pooling: a 1x1 branch, three dilated 3x3 branches and image pooling."""
 
-    def __init__(self, in_channels: int, out_channels: int = 256, rates: tuple[int, ...] = (12, 24, 36)) -> None:
+    def __init__(self, in_channels: int, out_channels: int = 256, rates: tuple[int, ...] = (12, 24, 36),
+                 dropout: float = 0.1) -> None:
         super().__init__()
         self.branches = nn.ModuleList(
             [conv_bn_relu(in_channels, out_channels)]
             + [conv_bn_relu(in_channels, out_channels, 3, rate) for rate in rates]
         )
         self.image_pool = conv_bn_relu(in_channels, out_channels)
-        self.project = nn.Sequential(conv_bn_relu(out_channels * (len(rates) + 2), out_channels), nn.Dropout(0.1))
+        self.project = nn.Sequential(conv_bn_relu(out_channels * (len(rates) + 2), out_channels), nn.Dropout(dropout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Concatenate the branches and project them back to `out_channels`."""
@@ -44,12 +45,17 @@ class ASPP(nn.Module):
 
 
 class DeepLabV3Head(nn.Module):
-    """ASPP followed by a 3x3 convolution and the classifier."""
+    """ASPP followed by a 3x3 convolution and the classifier.
 
-    def __init__(self, in_channels: int, num_classes: int, channels: int = 256) -> None:
+    official=True: the official layout, ASPP projection with Dropout(0.5) and Dropout(0.1) before the classifier.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, channels: int = 256, official: bool = False) -> None:
         super().__init__()
-        self.aspp = ASPP(in_channels, channels)
+        self.aspp = ASPP(in_channels, channels, dropout=0.5 if official else 0.1)
         self.block = conv_bn_relu(channels, channels, 3)
+        if official:
+            self.block.append(nn.Dropout(0.1))
         self.classifier = nn.Conv2d(channels, num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -77,9 +83,9 @@ def exact_adaptive_avg_pool2d(x: torch.Tensor, bins: int) -> torch.Tensor:
 class PyramidPooling(nn.Module):
     """PSPNet's pyramid pooling module: pool to each bin size, reduce, upsample and concatenate."""
 
-    def __init__(self, in_channels: int, bins: tuple[int, ...] = (1, 2, 3, 6)) -> None:
+    def __init__(self, in_channels: int, bins: tuple[int, ...] = (1, 2, 3, 6), align_corners: bool = False) -> None:
         super().__init__()
-        self.bins = bins
+        self.bins, self.align_corners = bins, align_corners
         reduced = in_channels // len(bins)
         self.stages = nn.ModuleList([conv_bn_relu(in_channels, reduced) for _ in bins])
         self.out_channels = in_channels + reduced * len(bins)
@@ -90,16 +96,16 @@ class PyramidPooling(nn.Module):
         levels = [x]
         for bins, stage in zip(self.bins, self.stages):
             pooled = stage(exact_adaptive_avg_pool2d(x, bins))
-            levels.append(F.interpolate(pooled, size=size, mode="bilinear", align_corners=False))
+            levels.append(F.interpolate(pooled, size=size, mode="bilinear", align_corners=self.align_corners))
         return torch.cat(levels, dim=1)
 
 
 class PSPHead(nn.Module):
-    """Pyramid pooling, a 3x3 bottleneck and the classifier."""
+    """Pyramid pooling, a 3x3 bottleneck and the classifier; official=True upsamples the levels with align_corners."""
 
-    def __init__(self, in_channels: int, num_classes: int, channels: int = 256) -> None:
+    def __init__(self, in_channels: int, num_classes: int, channels: int = 256, official: bool = False) -> None:
         super().__init__()
-        self.ppm = PyramidPooling(in_channels)
+        self.ppm = PyramidPooling(in_channels, align_corners=official)
         self.block = nn.Sequential(conv_bn_relu(self.ppm.out_channels, channels, 3), nn.Dropout(0.1))
         self.classifier = nn.Conv2d(channels, num_classes, 1)
 

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from rdd_deploy.errors import RDDError
-from rdd_deploy.runtime.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from rdd_deploy.runtime.preprocess import CHANNEL_ORDERS, IMAGENET_MEAN, IMAGENET_STD
 
 FORMAT_VERSION = "1"
 LAYOUTS = ("NCHW_float", "NHWC_uint8")
@@ -24,6 +24,8 @@ class ModelInfo:
     class_names: tuple[str, ...]
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
+    channel_order: str = "RGB"  # the network's input channels; mean and std are listed in this order
+    align_corners: bool = False  # how the network's logits are resized (the runtime resizes them the same way)
     input_layout: str = "NCHW_float"
     input_size: tuple[int, int] | None = None
     dynamic: bool = True
@@ -65,9 +67,15 @@ class ModelInfo:
         mean, std = reader.get("mean", list, list(IMAGENET_MEAN)), reader.get("std", list, list(IMAGENET_STD))
         if len(mean) != 3 or len(std) != 3:
             raise RDDError(f"{source}: metadata 'mean' and 'std' need 3 values each, got {mean} and {std}")
+        channel_order = reader.get("channel_order", str, "RGB")
+        if channel_order not in CHANNEL_ORDERS:
+            raise RDDError(f"{source}: metadata 'channel_order' is '{channel_order}'; expected one of "
+                           f"{', '.join(CHANNEL_ORDERS)}")
         miou = reader.get("torch_miou", float, None)
         return cls(model_name=reader.get("model_name", str, "unknown"), num_classes=num_classes, class_names=names,
-                   mean=tuple(float(v) for v in mean), std=tuple(float(v) for v in std), input_layout=layout,
+                   mean=tuple(float(v) for v in mean), std=tuple(float(v) for v in std),
+                   channel_order=channel_order, align_corners=reader.get("align_corners", bool, False),
+                   input_layout=layout,
                    input_size=(int(size[0]), int(size[1])) if size else None,
                    dynamic=reader.get("dynamic", bool, True), precision=precision,
                    ignore_index=reader.get("ignore_index", int, 255), torch_miou=miou,

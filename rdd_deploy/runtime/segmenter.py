@@ -72,7 +72,7 @@ class Segmenter:
         batch = np.stack([resize_image(image, size) for image in images])
         if self.info.input_layout == "NHWC_uint8":
             return batch
-        return normalize_batch(batch, self.info.mean, self.info.std)
+        return normalize_batch(batch, self.info.mean, self.info.std, self.info.channel_order)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Run a prepared batch in chunks the engine accepts; return float32 logits [N, C, h, w]."""
@@ -100,7 +100,7 @@ class Segmenter:
         for indices in groups.values():
             logits = self.run(self.prepare([arrays[i] for i in indices]))
             for row, index in enumerate(indices):
-                results[index] = resize_logits(logits[row], arrays[index].shape[:2])
+                results[index] = resize_logits(logits[row], arrays[index].shape[:2], self.info.align_corners)
         return results
 
     def logits(self, image: ImageInput) -> np.ndarray:

@@ -110,11 +110,14 @@ def test_rdd_loss_paper_preset_matches_reference(stage, iteration):
 def test_stage_switch_at_exact_iteration():
     criterion = RDDLoss(total_iters=40000, tfe_fraction=0.1)
     assert criterion.stage(3999) == "tfe" and criterion.stage(4000) == "tse"
+    # The official loop counts from 1 and tests `iteration < warmup_iter`: 3,999 TFE steps for warmup 4,000.
+    official = RDDLoss(total_iters=40000, tfe_fraction=0.1, preset="official")
+    assert official.stage(3998) == "tfe" and official.stage(3999) == "tse"
     assert RDDLoss(total_iters=100, tfe_fraction=0.0).stage(0) == "tse"
 
 
-def _up(x: torch.Tensor, size=(16, 24)) -> torch.Tensor:
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+def _up(x: torch.Tensor, size=(16, 24), align_corners: bool = False) -> torch.Tensor:
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=align_corners)
 
 
 def test_tse_at_one_eighth_compares_upsampled_confidence_maps():
@@ -138,14 +141,16 @@ def test_tfe_and_official_tse_at_one_eighth_equal_the_upsampled_computation(pres
     torch.manual_seed(0)
     s, t, a = torch.randn(1, 3, 2, 3), torch.randn(1, 3, 2, 3), torch.randn(1, 3, 2, 3)
     target = torch.randint(0, 3, (1, 16, 24))
-    criterion = RDDLoss(total_iters=10, preset=preset, kd_weight=0.0, min_kept=0)
+    criterion = RDDLoss(total_iters=20, preset=preset, kd_weight=0.0, min_kept=0)
     low = criterion({"out": s}, {"out": t, "aux": a}, target, iteration).total
+    corners = preset == "official"  # the official code resizes with align_corners=True
     if iteration == 0:  # TFE: RD is computed at 1/8 and upsampled
-        rd = _up(tfe_difficulty(t, a, "aux_main" if preset == "official" else "main_aux")[:, None])[:, 0]
-        ce = F.cross_entropy(_up(s), target, reduction="none")
+        rd = _up(tfe_difficulty(t, a, "aux_main" if corners else "main_aux")[:, None], align_corners=corners)[:, 0]
+        ce = F.cross_entropy(_up(s, align_corners=corners), target, reduction="none")
         assert low.item() == pytest.approx((rd * ce).mean().item(), abs=1e-6)
     else:  # official TSE upsamples the logits themselves
-        full = criterion({"out": _up(s)}, {"out": _up(t), "aux": _up(a)}, target, iteration).total
+        up = lambda x: _up(x, align_corners=True)  # noqa: E731
+        full = criterion({"out": up(s)}, {"out": up(t), "aux": up(a)}, target, iteration).total
         assert low.item() == pytest.approx(full.item(), abs=1e-6)
 
 
@@ -208,7 +213,7 @@ def test_official_tfe_averages_over_all_pixels_and_weights_student_aux():
     s, s_aux, t, t_aux = (rng.normal(size=(1, 3, 2, 2)) for _ in range(4))
     target = np.array([[[0, 1], [2, 255]]])
     as_t = lambda x: torch.tensor(x, dtype=torch.float32)  # noqa: E731
-    out = RDDLoss(total_iters=10, preset="official", kd_weight=0.0)(
+    out = RDDLoss(total_iters=20, preset="official", kd_weight=0.0)(  # TFE: 1-based iteration 1 < 2
         {"out": as_t(s), "aux": as_t(s_aux)}, {"out": as_t(t), "aux": as_t(t_aux)}, torch.tensor(target), 0)
     pt, pa = _softmax(t), _softmax(t_aux)
     rd = np.exp(-(pa * (np.log(pa) - np.log(pt))).sum(axis=1))  # KL(p_aux || p_main)

@@ -48,7 +48,7 @@ def _config(checkpoint: Path, half: bool) -> object:
 
 
 def test_teacher_stays_float32_on_cpu(teacher_checkpoint: Path) -> None:
-    teacher = load_teacher(_config(teacher_checkpoint, half=True), 8, torch.device("cpu"))
+    teacher, _ = load_teacher(_config(teacher_checkpoint, half=True), 8, torch.device("cpu"))
     assert {p.dtype for p in teacher.parameters()} == {torch.float32}
     assert teacher_forward(teacher, torch.randn(2, 3, 32, 32), None)["out"].dtype is torch.float32
 
@@ -57,10 +57,10 @@ def test_teacher_stays_float32_on_cpu(teacher_checkpoint: Path) -> None:
 @needs_cuda
 def test_teacher_is_fp16_when_halved_and_autocast_otherwise(teacher_checkpoint: Path) -> None:
     images = torch.randn(2, 3, 32, 32, device=CUDA)
-    halved = load_teacher(_config(teacher_checkpoint, half=True), 8, CUDA)
+    halved, _ = load_teacher(_config(teacher_checkpoint, half=True), 8, CUDA)
     assert {p.dtype for p in halved.parameters()} == {torch.float16}
     assert teacher_forward(halved, images, torch.bfloat16)["out"].dtype is torch.float16  # not bf16: autocast off
-    full = load_teacher(_config(teacher_checkpoint, half=False), 8, CUDA)
+    full, _ = load_teacher(_config(teacher_checkpoint, half=False), 8, CUDA)
     assert {p.dtype for p in full.parameters()} == {torch.float32}
     assert teacher_forward(full, images, torch.bfloat16)["out"].dtype is torch.bfloat16
     reference = teacher_forward(full, images, None)["out"]
