@@ -30,7 +30,7 @@ completeness; typing-extensions because pydantic 2.14 needs >= 4.16). Once, here
         -d .whl pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5 \\
         typing-extensions==4.16.0 onnxslim==0.1.98
 
-then the device tool's `run` with carry [".whl"], timeout_s 570, and the command
+then the device tool's `run` with carry [".whl"], timeout_s 560, and the command
 
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \\
         .whl/*.whl && export PYTHONPATH=/tmp/site || exit; PYTHONUNBUFFERED=1 python3 benchmarks/device_check.py \\
@@ -65,7 +65,8 @@ STAGES = (*REQUIRED, "accuracy")
 # Seconds per stage on a GPU (the 9-minute call: 540 s, --budget-s 510 leaves the rest for start-up and files);
 # the accuracy study gets whatever the others leave.
 GPU_BUDGETS = {"env": 40, "tests": 100, "train": 170, "latency": 150, "accuracy": math.inf}
-SMOKE_BUDGETS = {"env": 120, "tests": 240, "train": 240, "latency": 240, "accuracy": 5}
+# The smoke run checks that the script works, not how fast: a CPU shared with other jobs must not fail it.
+SMOKE_BUDGETS = {"env": 600, "tests": 900, "train": 900, "latency": 900, "accuracy": 5}
 PAPER_TRAIN = ["--student", "deeplabv3_r18", "--teacher", "deeplabv3_r101", "--size", "512x1024", "--classes", "19"]
 SMOKE_TRAIN = ["--student", "deeplabv3_mbv2", "--teacher", "deeplabv3_r18", "--size", "32x64", "--classes", "4"]
 PAPER_BATCH = 4  # global 16 over the paper's four GPUs (configs/cityscapes/*.yaml: optim.batch_size 16)
@@ -133,8 +134,10 @@ def stage_env(runner: Runner, smoke: bool, timeout: float) -> dict[str, Any]:
     """The machine and the optional packages the other stages need."""
     result = runner.command([sys.executable, "-c", DEVICE_INFO], timeout) | {"packages": {
         name: importlib.util.find_spec(name) is not None for name in ("pydantic", "onnxslim", "pytest")}}
-    found = [line for line in result.pop("output_tail") if line.startswith("DEVICE_INFO ")]
+    found = [line for line in result["output_tail"] if line.startswith("DEVICE_INFO ")]
     result["device"] = json.loads(found[-1].split(" ", 1)[1]) if found else None
+    if found:
+        del result["output_tail"]
     if result["status"] == "ok" and not smoke and not (result["device"] or {}).get("gpu"):
         result["status"] = "failed: torch sees no CUDA GPU (use --smoke on a CPU)"
     return result
@@ -145,8 +148,9 @@ def stage_tests(runner: Runner, smoke: bool, timeout: float, out: Path, gpu: boo
     if importlib.util.find_spec("pydantic") is None:
         return {"status": "skipped: pydantic is not importable; carry the wheels (see this script's docstring)"}
     xml = out / "cuda_tests.xml"
+    # A module that fails to import there (a missing package) is reported as an error, not the end of the set.
     result = runner.command([sys.executable, "-m", "pytest", "tests", "-m", "cuda", "-q", "-rs", "-p",
-                             "no:cacheprovider", f"--junitxml={xml}"], timeout)
+                             "no:cacheprovider", "--continue-on-collection-errors", f"--junitxml={xml}"], timeout)
     if xml.is_file():
         suite = ElementTree.parse(xml).getroot()
         suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
@@ -249,11 +253,13 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--out", type=Path, required=True, help="the one folder everything is written to")
     parser.add_argument("--smoke", action="store_true", help="CPU, tiny models and sizes: checks the script runs")
-    parser.add_argument("--budget-s", type=float, default=510, help="start nothing after this many seconds")
+    parser.add_argument("--budget-s", type=float, help="start nothing after this many seconds (default: 510 on a "
+                        "GPU, an hour with --smoke)")
     parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     budgets = SMOKE_BUDGETS if args.smoke else GPU_BUDGETS
+    args.budget_s = args.budget_s or (3600 if args.smoke else 510)
     runner = Runner(args.out, args.budget_s)
     report: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "command": sys.argv, "smoke": args.smoke,
                               "stages": {}}
