@@ -250,7 +250,7 @@ def summary(report: dict[str, Any]) -> str:
     for row in rows:
         lines.append(f"| {row['model']} | {row['precision']} | {row['batch']} | {row['mode']} | "
                      f"{row.get('median_ms', row['status'])} | {row.get('achieved_tflops', '-')} | "
-                     f"{row.get('vs_datasheet_peak', '-')} |")
+                     f"{row.get('vs_datasheet_peak') or '-'} |")
     return "\n".join(lines)
 
 
