@@ -3,11 +3,12 @@
 The methods run round-robin in one process (one iteration of each per round), so drift in
 machine load hits all of them alike; the ratio to KD is what RDD costs. The loss alone
 (forward + backward of the criterion on fixed logits) is timed too, since at small sizes
-the networks dominate and hide it.
+the networks dominate and hide it. On CUDA the peak memory (torch.cuda.max_memory_allocated) is read per
+method too, the statistics being reset before each of its steps.
 
     python benchmarks/train_step.py --size 128x256 --batch 4 --rounds 8            # CPU
     python benchmarks/train_step.py --device cuda --size 512x1024 --batch 8 --amp bf16 \
-        --channels-last --teacher-half --rounds 30                                 # GPU
+        --channels-last --teacher-half --cudnn-benchmark --rounds 30               # GPU
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ def main() -> None:
     parser.add_argument("--amp", choices=["off", "bf16", "fp16"], default="off")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--teacher-half", action="store_true")
+    parser.add_argument("--cudnn-benchmark", action="store_true",
+                        help="let cuDNN pick the fastest convolution algorithms for these fixed shapes")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
                         help="a subset, e.g. one method for a peak-memory reading of that method alone")
     parser.add_argument("--json", type=Path)
@@ -68,6 +71,7 @@ def main() -> None:
 
     torch.manual_seed(0)
     device = torch.device(args.device)
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
     height, width = (int(v) for v in args.size.split("x"))
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
     student = build_model(args.student, args.classes).to(device, memory_format=memory_format).train()
@@ -104,17 +108,26 @@ def main() -> None:
         losses[method](logits, fixed_teacher, labels).backward()
 
     timings: dict[str, dict[str, list[float]]] = {"step": {m: [] for m in methods}, "loss": {m: [] for m in methods}}
+    step_peaks = dict.fromkeys(methods, 0)
+    overall_peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0
     for round_index in range(args.warmup + args.rounds):
         for kind, function in (("step", step), ("loss", loss_only)):
             for method in methods:
                 synchronize(device)
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
                 start = time.perf_counter()
                 function(method)
                 synchronize(device)
                 if round_index >= args.warmup:
                     timings[kind][method].append((time.perf_counter() - start) * 1e3)
+                if device.type == "cuda":
+                    peak = torch.cuda.max_memory_allocated(device)
+                    overall_peak = max(overall_peak, peak)
+                    if kind == "step":
+                        step_peaks[method] = max(step_peaks[method], peak)
     # On CPU the process's peak resident set (models, activations, allocator caches) is what a user must have.
-    peak_memory_gib = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    peak_memory_gib = overall_peak / 2**30 if device.type == "cuda" else None
     peak_rss_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
     result = {
@@ -128,6 +141,10 @@ def main() -> None:
                             **{f"vs_{base}": round(medians[m] / medians[base], 4) for base in ("kd", "ce")
                                if base in medians}}
                         for m in methods}
+    for method, row in result["step"].items():
+        row["images_per_s"] = round(args.batch * 1e3 / statistics.median(timings["step"][method]), 2)
+        if device.type == "cuda":
+            row["peak_memory_gib"] = round(step_peaks[method] / 2**30, 3)
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,7 +35,10 @@ def test_train_step_times_every_method_side_by_side(tmp_path: Path) -> None:
 
 def test_train_step_with_one_method_reports_no_missing_ratio(tmp_path: Path) -> None:
     report = train_step(tmp_path / "one.json", "--rounds", "1", "--methods", "rdd_tse")
-    assert list(report["step"]) == ["rdd_tse"] and set(report["step"]["rdd_tse"]) == {"median_ms", "min_ms"}
+    assert list(report["step"]) == ["rdd_tse"]
+    assert set(report["step"]["rdd_tse"]) == {"median_ms", "min_ms", "images_per_s"}  # no peak_memory_gib on CPU
+    assert report["step"]["rdd_tse"]["images_per_s"] == pytest.approx(2e3 / report["step"]["rdd_tse"]["median_ms"],
+                                                                      rel=1e-2)
 
 
 def test_accuracy_study_quick_path_is_paired_and_resumable(tmp_path: Path) -> None:
@@ -52,3 +59,50 @@ def test_accuracy_study_quick_path_is_paired_and_resumable(tmp_path: Path) -> No
     assert (tmp_path / "study.png").stat().st_size > 1000
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)  # every run is reused
     assert again.returncode == 0 and json.loads((tmp_path / "study.json").read_text())["students"] == report["students"]
+
+
+def load_script(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """Import a benchmarks/ script as a module (its sibling imports resolved from benchmarks/)."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_largest_batch_extrapolates_two_peak_memory_readings(monkeypatch: pytest.MonkeyPatch) -> None:
+    largest = load_script("device_check", monkeypatch).largest_batch
+    assert largest({4: 10.0, 8: 18.0}, 80.0) == 35  # 2 GiB per image + 2 GiB fixed, 72 GiB usable
+    assert largest({8: 18.0, 4: 10.0}, 16.0) == 8  # never below the batch measured to fit
+    with pytest.raises(ValueError, match="does not grow"):
+        largest({4: 10.0, 8: 10.0}, 80.0)
+
+
+def test_bf16_peak_table_tells_the_h100_variants_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    peak = load_script("torch_latency", monkeypatch).datasheet_peak
+    assert peak("NVIDIA H100 80GB HBM3") == peak("NVIDIA H200") == 989.4
+    assert peak("NVIDIA H100 PCIe") == 756.0 and peak("NVIDIA GeForce RTX 3090") is None
+
+
+@pytest.mark.slow
+def test_device_check_smoke_runs_every_stage_into_one_folder(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "device_check.py"), "--smoke", "--out",
+                             str(out)], capture_output=True, text=True, timeout=3600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    stages = json.loads((out / "device_check.json").read_text())["stages"]
+    assert list(stages) == ["env", "tests", "train", "latency", "accuracy"]
+    assert stages["env"]["device"]["cores"] >= 1 and stages["env"]["packages"]["pydantic"] is True
+    counts = stages["tests"]["counts"]
+    assert counts["tests"] >= 6 and counts["failures"] == counts["errors"] == 0  # the CUDA set, collected
+    assert set(stages["train"]["runs"]) == {"batch2_contiguous", "batch2_channels_last"}
+    for run in stages["train"]["runs"].values():
+        assert set(run["step"]) == {"ce", "kd", "rdd_tfe", "rdd_tse"} and run["settings"]["amp"] == "bf16"
+    rows = stages["latency"]["rows"]
+    assert [(r["precision"], r["mode"], r["status"]) for r in rows] == [
+        ("fp32", "eager", "ok"), ("bf16", "eager", "ok"), ("bf16", "compile", "ok"), ("fp32", "compile", "ok")]
+    assert all(r["achieved_tflops"] > 0 and r["gflops_per_image"] > 0 for r in rows)
+    assert stages["accuracy"]["status"] in {"ok", "failed", "timed_out"}  # best effort, recorded either way
+    files = sorted(p.name for p in out.iterdir())
+    assert len(files) <= 8 and {"device_check.json", "device_check.log", "cuda_tests.xml"} <= set(files)
+    assert "| batch2_contiguous | rdd_tse |" in result.stdout
