@@ -375,7 +375,8 @@ def validate_command(
 
 @app.command("parity")
 def parity_command(
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="The PyTorch checkpoint (.pt) the model came from."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", "--reference", help="The reference: the PyTorch checkpoint "
+                                    "(.pt) the model came from, or another exported model (e.g. the fp32 ONNX)."),
     model: Path = typer.Option(..., "--model", help="Exported model (.onnx, .engine)."),
     data: Optional[str] = typer.Option(None, "--data", help="name:path of a labelled data set (val split); "
                                        "default: scikit-image's sample photos, argmax agreement only."),
@@ -390,9 +391,8 @@ def parity_command(
     backend: str = _backend_option(), providers: Optional[str] = _providers_option(),
     precision_hint: str = _precision_hint_option(),
 ) -> None:
-    """Same images through PyTorch and the exported model; exit 1 when a tolerance is broken."""
-    from rdd_deploy.parity import reference_photos
-    from rdd_deploy.runtime.parity import compare
+    """Same images through the reference (PyTorch or exported) and the model; exit 1 when a tolerance is broken."""
+    from rdd_deploy.runtime.parity import compare, reference_photos
     from rdd_deploy.runtime.tables import parity_table
     candidate = _open_segmenter(model, backend, providers, precision_hint=precision_hint)
     reference = _open_segmenter(checkpoint, "auto", None, like=candidate)
@@ -430,18 +430,36 @@ def predict_command(
     console.print(f"wrote {len(written)} files to {out}")
 
 
+# import names of the packages that only the [train] extra installs (pyproject.toml)
+TRAIN_MODULES = frozenset({"torch", "torchvision", "onnx", "onnxscript", "onnxslim", "pydantic", "tensorboard"})
+
+
+def _missing_train_extra(exc: ModuleNotFoundError) -> RDDError | None:
+    """The one-line advice for a training-only package missing from a runtime-only install, else None."""
+    module = (exc.name or "").partition(".")[0]
+    if module not in TRAIN_MODULES:
+        return None
+    command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), "this command")
+    return RDDError(f"`rdd-deploy {command}` needs {module}, which the runtime-only install leaves out: "
+                    'pip install "rdd-deploy[train]" (the runtime alone runs bench, validate, parity and predict '
+                    "on exported models)")
+
+
 def run() -> None:
-    """Console entry point: an RDDError becomes one red line on stderr and exit code 1; a training run stopped
-    by SIGTERM/SIGUSR1 exits with 128 + the signal number after saving last.pt."""
+    """Console entry point: an RDDError, or a [train] package missing, becomes one red line and exit code 1; a
+    training run stopped by SIGTERM/SIGUSR1 exits with 128 + the signal number after saving last.pt."""
     entry = app
     if "TORCHELASTIC_RUN_ID" in os.environ:  # under torchrun: its failure summary then shows our traceback
         from torch.distributed.elastic.multiprocessing.errors import record
         entry = record(app)
     try:
         entry()
-    except RDDError as exc:
+    except (RDDError, ModuleNotFoundError) as exc:
+        error = exc if isinstance(exc, RDDError) else _missing_train_extra(exc)
+        if error is None:
+            raise
         from rich.markup import escape  # messages hold brackets, e.g. pip install "rdd-deploy[trt]"
-        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except Exception as exc:
         preemption = sys.modules.get("rdd_deploy.distill.preemption")  # loaded only where training ran
