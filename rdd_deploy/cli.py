@@ -417,7 +417,8 @@ def parity_command(
 @app.command("predict")
 def predict_command(
     model: Path = typer.Argument(..., help="Exported model (.onnx, .engine)."),
-    images: list[Path] = typer.Argument(..., help="Image files and/or folders of images (RGB)."),
+    images: list[Path] = typer.Argument(..., help="Image files and/or folders of images (RGB; grayscale, palette "
+                                        "and alpha images are converted to RGB)."),
     out: Path = typer.Option(..., "--out", help="Folder for <name>.png palette masks."),
     overlay: bool = typer.Option(False, "--overlay", help="Also write <name>_overlay.png, the mask over the photo."),
     backend: str = _backend_option(), providers: Optional[str] = _providers_option(),
@@ -426,7 +427,9 @@ def predict_command(
     """Class-index masks as palette PNGs (pixel value = class), optionally colour overlays."""
     from rdd_deploy.runtime.masks import write_predictions
     segmenter = _open_segmenter(model, backend, providers, precision_hint=precision_hint)
-    written = write_predictions(segmenter, images, out, overlay)
+    written = write_predictions(segmenter, images, out, overlay,
+                                warn=lambda note: console.print(f"[yellow]warning:[/] {note}", highlight=False,
+                                                                soft_wrap=True))
     console.print(f"wrote {len(written)} files to {out}")
 
 
