@@ -181,14 +181,14 @@ def evaluate_command(
 ) -> None:
     """mIoU, per-class IoU and pixel accuracy of a PyTorch checkpoint on whole images (torchrun splits them)."""
     from rdd_deploy.distill.evaluate import evaluate_checkpoint
-    from rdd_deploy.runtime.tables import validation_table
+    from rdd_deploy.runtime.tables import print_fitted, validation_table
     main = _is_main()
     with _progress(disable=not main) as progress:
         task = progress.add_task(f"evaluating {checkpoint.name}", total=None)
         result = evaluate_checkpoint(checkpoint, data, split, _parse_scales(scales), flip, max_images, device,
                                      on_image=lambda: progress.advance(task), workers=workers)
     if main:
-        Console().print(validation_table(result))
+        print_fitted(validation_table(result))
         _write_json(json_out, {k: v for k, v in result.items() if k != "confusion"})
 
 # --- quickstart ---------------------------------------------------------------------------------------------
@@ -204,8 +204,9 @@ def quickstart_command(
 ) -> None:
     """The whole pipeline on built-in synthetic data: teacher, CE/KD/RDD students, ONNX export, parity, latency."""
     from rdd_deploy.quickstart import quickstart, summary_tables
+    from rdd_deploy.runtime.tables import print_fitted
     summary = quickstart(out, scale, train_teacher=train_teacher)
-    Console().print(summary_tables(summary))
+    print_fitted(summary_tables(summary))
 
 
 # --- export -------------------------------------------------------------------------------------------------
@@ -334,7 +335,7 @@ def bench_command(
     """Latency of each model, engine-only and end-to-end, interleaved, in one table; checkpoints run in PyTorch."""
     from rdd_deploy.runtime.engine import available_runs
     from rdd_deploy.runtime.latency import benchmark_all, speedups
-    from rdd_deploy.runtime.tables import bench_table
+    from rdd_deploy.runtime.tables import bench_table, print_fitted
     runs = ([(path, b, hint) for path in models for b, hint in available_runs(path)] if backend == "all"
             else [(path, backend, precision_hint) for path in models])
     models = [path for path, _, _ in runs]
@@ -347,7 +348,7 @@ def bench_command(
     with console.status(f"timing {len(segmenters)} runs interleaved ({warmup} warm-up + {iters} rounds)"):
         reports = benchmark_all(segmenters, size, batch, warmup, iters, models)
     reference = next((i for i, s in enumerate(segmenters) if s.engine.backend == "torch"), 0)
-    Console().print(bench_table(reports, reference))
+    print_fitted(bench_table(reports, reference))
     results = [{**r.to_dict(), "speedup_vs_reference": x} for r, x in zip(reports, speedups(reports, reference))]
     _write_json(json_out, {"reference": str(models[reference]), "results": results})
 
@@ -363,13 +364,13 @@ def validate_command(
 ) -> None:
     """mIoU and per-class IoU of an exported model on a data set's val split."""
     from rdd_deploy.runtime.evaluate import evaluate
-    from rdd_deploy.runtime.tables import validation_table
+    from rdd_deploy.runtime.tables import print_fitted, validation_table
     segmenter = _open_segmenter(model, backend, providers, precision_hint=precision_hint)
     samples, count, ignore_index = _val_samples(data, max_images, segmenter.info.num_classes)
     with _progress() as progress:
         task = progress.add_task(f"validating {model.name}", total=count)
         result = evaluate(segmenter, samples, ignore_index, on_image=lambda: progress.advance(task))
-    Console().print(validation_table(result))
+    print_fitted(validation_table(result))
     _write_json(json_out, {"data": data, **result})
 
 
@@ -393,7 +394,7 @@ def parity_command(
 ) -> None:
     """Same images through the reference (PyTorch or exported) and the model; exit 1 when a tolerance is broken."""
     from rdd_deploy.runtime.parity import compare, reference_photos
-    from rdd_deploy.runtime.tables import parity_table
+    from rdd_deploy.runtime.tables import parity_table, print_fitted
     candidate = _open_segmenter(model, backend, providers, precision_hint=precision_hint)
     reference = _open_segmenter(checkpoint, "auto", None, like=candidate)
     if data is not None:
@@ -405,7 +406,7 @@ def parity_command(
         task = progress.add_task(f"comparing {model.name} with {checkpoint.name}", total=count)
         report = compare(reference, candidate, samples, min_agreement, max_miou_drop, ignore_index,
                          on_image=lambda: progress.advance(task))
-    Console().print(parity_table(report, f"parity: {model.name} vs {checkpoint.name}"))
+    print_fitted(parity_table(report, f"parity: {model.name} vs {checkpoint.name}"))
     _write_json(json_out, {"checkpoint": str(checkpoint), "model": str(model), "data": data, **report.to_dict()})
     for failure in report.failures:
         console.print(f"[bold red]parity failed:[/] {failure}", highlight=False, soft_wrap=True)
