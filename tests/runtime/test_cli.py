@@ -147,6 +147,23 @@ def test_console_script_prints_one_red_line(tmp_path: Path) -> None:
     assert result.stderr.strip() == f"error: model file not found: {tmp_path / 'missing.onnx'}"
 
 
+@pytest.mark.parametrize("hidden, arguments, advice", [
+    ("torch", ["distill", "configs/synthetic/deeplabv3_mbv2_x035_rdd.yaml"],
+     'error: `rdd-deploy distill` needs torch, which the runtime-only install leaves out: pip install '
+     '"rdd-deploy[train]"'),
+    ("PIL", ["predict", "model.onnx", "photo.png", "--out", "masks"], None)])  # a runtime package: the traceback stays
+def test_a_missing_train_package_is_one_line_naming_the_extra(hidden: str, arguments: list[str],
+                                                               advice: str | None) -> None:
+    script = f"import sys; sys.modules[{hidden!r}] = None; from rdd_deploy.cli import run; run()"
+    result = subprocess.run([sys.executable, "-c", script, *arguments], capture_output=True, text=True, timeout=120,
+                            cwd=Path(__file__).resolve().parents[2])
+    assert result.returncode == 1
+    if advice is None:
+        assert f"ModuleNotFoundError: import of {hidden} halted" in result.stderr
+    else:
+        assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith(advice), result.stderr
+
+
 class FileDataset:
     """The fallback: no raw(i), but the source file at image_path(i) and a torch label in dataset[i]."""
 
