@@ -33,7 +33,8 @@ def runtime_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     # --no-compile: byte-compiling numpy and onnxruntime was a third of pip's CPU time (12.7 s of CPU, 8.7 s without)
     result = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-compile", "-c",
-                             str(source / "constraints.txt"), str(source)], capture_output=True, text=True, timeout=600)
+                             str(source / "constraints.txt"), str(source)], capture_output=True, text=True,
+                            timeout=1800)  # a guard against a hung pip: 9 s of CPU took 10 min on a crowded host
     assert result.returncode == 0, result.stdout + result.stderr
     return venv
 
