@@ -148,7 +148,7 @@ def test_console_script_prints_one_red_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("hidden, arguments, advice", [
-    ("torch", ["distill", "configs/synthetic/deeplabv3_mbv2_x035_rdd.yaml"],
+    ("torch", ["distill", "configs/synthetic/student_rdd.yaml"],
      'error: `rdd-deploy distill` needs torch, which the runtime-only install leaves out: pip install '
      '"rdd-deploy[train]"'),
     ("PIL", ["predict", "model.onnx", "photo.png", "--out", "masks"], None)])  # a runtime package: the traceback stays

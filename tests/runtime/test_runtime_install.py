@@ -91,7 +91,7 @@ def test_runtime_only_install_has_no_torch_and_runs_the_runtime_commands(runtime
 
 
 @pytest.mark.slow  # shares the venv of the test above
-@pytest.mark.parametrize("arguments", [["quickstart"], ["distill", "configs/synthetic/deeplabv3_mbv2_x035_rdd.yaml"],
+@pytest.mark.parametrize("arguments", [["quickstart"], ["distill", "configs/synthetic/student_rdd.yaml"],
                                        ["export", "--checkpoint", "student.pt"], ["models"]])
 def test_training_commands_name_the_extra_in_one_line(runtime_venv: Path, arguments: list[str]) -> None:
     result = run(runtime_venv, *arguments)
