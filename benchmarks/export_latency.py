@@ -34,12 +34,12 @@ from rdd_deploy.data import build_dataset
 from rdd_deploy.data.cityscapes import INFO as CITYSCAPES
 from rdd_deploy.export import ExportOptions, export
 from rdd_deploy.export.formats import artifact_name
-from rdd_deploy.parity import reference_photos, torch_segmenter
+from rdd_deploy.parity import torch_segmenter
 from rdd_deploy.runtime import Segmenter
 from rdd_deploy.runtime.evaluate import dataset_samples
 from rdd_deploy.runtime.latency import LatencyStats
 from rdd_deploy.runtime.latency import interleave as timed_rounds
-from rdd_deploy.runtime.parity import compare
+from rdd_deploy.runtime.parity import compare, reference_photos
 
 MODELS = ("deeplabv3_r18", "deeplabv3_mbv2", "pspnet_r18")
 SIZES = ((512, 1024), (256, 512))

@@ -200,14 +200,14 @@ def evaluate_command(
 ) -> None:
     """mIoU, per-class IoU and pixel accuracy of a PyTorch checkpoint on whole images (torchrun splits them)."""
     from rdd_deploy.distill.evaluate import evaluate_checkpoint
-    from rdd_deploy.runtime.tables import validation_table
+    from rdd_deploy.runtime.tables import print_fitted, validation_table
     main = _is_main()
     with _progress(disable=not main) as progress:
         task = progress.add_task(f"evaluating {checkpoint.name}", total=None)
         result = evaluate_checkpoint(checkpoint, data, split, _parse_scales(scales), flip, max_images, device,
                                      on_image=lambda: progress.advance(task), workers=workers)
     if main:
-        Console().print(validation_table(result))
+        print_fitted(validation_table(result))
         _write_json(json_out, {k: v for k, v in result.items() if k != "confusion"})
 
 # --- quickstart ---------------------------------------------------------------------------------------------
@@ -223,8 +223,9 @@ def quickstart_command(
 ) -> None:
     """The whole pipeline on built-in synthetic data: teacher, CE/KD/RDD students, ONNX export, parity, latency."""
     from rdd_deploy.quickstart import quickstart, summary_tables
+    from rdd_deploy.runtime.tables import print_fitted
     summary = quickstart(out, scale, train_teacher=train_teacher)
-    Console().print(summary_tables(summary))
+    print_fitted(summary_tables(summary))
 
 
 # --- export -------------------------------------------------------------------------------------------------
@@ -353,7 +354,7 @@ def bench_command(
     """Latency of each model, engine-only and end-to-end, interleaved, in one table; checkpoints run in PyTorch."""
     from rdd_deploy.runtime.engine import available_runs
     from rdd_deploy.runtime.latency import benchmark_all, speedups
-    from rdd_deploy.runtime.tables import bench_table
+    from rdd_deploy.runtime.tables import bench_table, print_fitted
     runs = ([(path, b, hint) for path in models for b, hint in available_runs(path)] if backend == "all"
             else [(path, backend, precision_hint) for path in models])
     models = [path for path, _, _ in runs]
@@ -366,7 +367,7 @@ def bench_command(
     with console.status(f"timing {len(segmenters)} runs interleaved ({warmup} warm-up + {iters} rounds)"):
         reports = benchmark_all(segmenters, size, batch, warmup, iters, models)
     reference = next((i for i, s in enumerate(segmenters) if s.engine.backend == "torch"), 0)
-    Console().print(bench_table(reports, reference))
+    print_fitted(bench_table(reports, reference))
     results = [{**r.to_dict(), "speedup_vs_reference": x} for r, x in zip(reports, speedups(reports, reference))]
     _write_json(json_out, {"reference": str(models[reference]), "results": results})
 
@@ -382,19 +383,20 @@ def validate_command(
 ) -> None:
     """mIoU and per-class IoU of an exported model on a data set's val split."""
     from rdd_deploy.runtime.evaluate import evaluate
-    from rdd_deploy.runtime.tables import validation_table
+    from rdd_deploy.runtime.tables import print_fitted, validation_table
     segmenter = _open_segmenter(model, backend, providers, precision_hint=precision_hint)
     samples, count, ignore_index = _val_samples(data, max_images, segmenter.info.num_classes)
     with _progress() as progress:
         task = progress.add_task(f"validating {model.name}", total=count)
         result = evaluate(segmenter, samples, ignore_index, on_image=lambda: progress.advance(task))
-    Console().print(validation_table(result))
+    print_fitted(validation_table(result))
     _write_json(json_out, {"data": data, **result})
 
 
 @app.command("parity")
 def parity_command(
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="The PyTorch checkpoint (.pt) the model came from."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", "--reference", help="The reference: the PyTorch checkpoint "
+                                    "(.pt) the model came from, or another exported model (e.g. the fp32 ONNX)."),
     model: Path = typer.Option(..., "--model", help="Exported model (.onnx, .engine)."),
     data: Optional[str] = typer.Option(None, "--data", help="name:path of a labelled data set (val split); "
                                        "default: scikit-image's sample photos, argmax agreement only."),
@@ -409,10 +411,9 @@ def parity_command(
     backend: str = _backend_option(), providers: Optional[str] = _providers_option(),
     precision_hint: str = _precision_hint_option(),
 ) -> None:
-    """Same images through PyTorch and the exported model; exit 1 when a tolerance is broken."""
-    from rdd_deploy.parity import reference_photos
-    from rdd_deploy.runtime.parity import compare
-    from rdd_deploy.runtime.tables import parity_table
+    """Same images through the reference (PyTorch or exported) and the model; exit 1 when a tolerance is broken."""
+    from rdd_deploy.runtime.parity import compare, reference_photos
+    from rdd_deploy.runtime.tables import parity_table, print_fitted
     candidate = _open_segmenter(model, backend, providers, precision_hint=precision_hint)
     reference = _open_segmenter(checkpoint, "auto", None, like=candidate)
     if data is not None:
@@ -424,7 +425,7 @@ def parity_command(
         task = progress.add_task(f"comparing {model.name} with {checkpoint.name}", total=count)
         report = compare(reference, candidate, samples, min_agreement, max_miou_drop, ignore_index,
                          on_image=lambda: progress.advance(task))
-    Console().print(parity_table(report, f"parity: {model.name} vs {checkpoint.name}"))
+    print_fitted(parity_table(report, f"parity: {model.name} vs {checkpoint.name}"))
     _write_json(json_out, {"checkpoint": str(checkpoint), "model": str(model), "data": data, **report.to_dict()})
     for failure in report.failures:
         console.print(f"[bold red]parity failed:[/] {failure}", highlight=False, soft_wrap=True)
@@ -436,7 +437,8 @@ def parity_command(
 @app.command("predict")
 def predict_command(
     model: Path = typer.Argument(..., help="Exported model (.onnx, .engine)."),
-    images: list[Path] = typer.Argument(..., help="Image files and/or folders of images (RGB)."),
+    images: list[Path] = typer.Argument(..., help="Image files and/or folders of images (RGB; grayscale, palette "
+                                        "and alpha images are converted to RGB)."),
     out: Path = typer.Option(..., "--out", help="Folder for <name>.png palette masks."),
     overlay: bool = typer.Option(False, "--overlay", help="Also write <name>_overlay.png, the mask over the photo."),
     backend: str = _backend_option(), providers: Optional[str] = _providers_option(),
@@ -445,22 +447,42 @@ def predict_command(
     """Class-index masks as palette PNGs (pixel value = class), optionally colour overlays."""
     from rdd_deploy.runtime.masks import write_predictions
     segmenter = _open_segmenter(model, backend, providers, precision_hint=precision_hint)
-    written = write_predictions(segmenter, images, out, overlay)
+    written = write_predictions(segmenter, images, out, overlay,
+                                warn=lambda note: console.print(f"[yellow]warning:[/] {note}", highlight=False,
+                                                                soft_wrap=True))
     console.print(f"wrote {len(written)} files to {out}")
 
 
+# import names of the packages that only the [train] extra installs (pyproject.toml)
+TRAIN_MODULES = frozenset({"torch", "torchvision", "onnx", "onnxscript", "onnxslim", "pydantic", "tensorboard"})
+
+
+def _missing_train_extra(exc: ModuleNotFoundError) -> RDDError | None:
+    """The one-line advice for a training-only package missing from a runtime-only install, else None."""
+    module = (exc.name or "").partition(".")[0]
+    if module not in TRAIN_MODULES:
+        return None
+    command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), "this command")
+    return RDDError(f"`rdd-deploy {command}` needs {module}, which the runtime-only install leaves out: "
+                    'pip install "rdd-deploy[train]" (the runtime alone runs bench, validate, parity and predict '
+                    "on exported models)")
+
+
 def run() -> None:
-    """Console entry point: an RDDError becomes one red line on stderr and exit code 1; a training run stopped
-    by SIGTERM/SIGUSR1 exits with 128 + the signal number after saving last.pt."""
+    """Console entry point: an RDDError, or a [train] package missing, becomes one red line and exit code 1; a
+    training run stopped by SIGTERM/SIGUSR1 exits with 128 + the signal number after saving last.pt."""
     entry = app
     if "TORCHELASTIC_RUN_ID" in os.environ:  # under torchrun: its failure summary then shows our traceback
         from torch.distributed.elastic.multiprocessing.errors import record
         entry = record(app)
     try:
         entry()
-    except RDDError as exc:
+    except (RDDError, ModuleNotFoundError) as exc:
+        error = exc if isinstance(exc, RDDError) else _missing_train_extra(exc)
+        if error is None:
+            raise
         from rich.markup import escape  # messages hold brackets, e.g. pip install "rdd-deploy[trt]"
-        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except Exception as exc:
         preemption = sys.modules.get("rdd_deploy.distill.preemption")  # loaded only where training ran

@@ -20,9 +20,6 @@ from rdd_deploy.runtime.engine import host_description
 from rdd_deploy.runtime.model_info import ModelInfo
 from rdd_deploy.runtime.segmenter import Segmenter
 
-REFERENCE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
-
-
 class TorchEngine:
     """A Segmentor in eval mode as an Engine: NCHW float32 in, full-resolution main-head logits out."""
 
@@ -67,13 +64,3 @@ def torch_segmenter(checkpoint: str | os.PathLike, like: Segmenter | None = None
                      input_size=size, dynamic=size is None, precision="fp32",
                      ignore_index=int(meta.get("ignore_index", 255)), torch_miou=meta.get("miou"))
     return Segmenter(TorchEngine(model, (None, 3, *static), device), info, str(checkpoint))
-
-
-def reference_photos() -> list[tuple[np.ndarray, None]]:
-    """Real RGB photos from scikit-image (no download), unlabelled: parity then checks agreement only."""
-    try:
-        from skimage import data
-    except ImportError:
-        raise RDDError("parity without --data uses scikit-image's sample photos: pip install scikit-image, "
-                       "or pass --data name:path") from None
-    return [(np.ascontiguousarray(getattr(data, name)()), None) for name in REFERENCE_PHOTOS]

@@ -13,7 +13,9 @@ from typer.testing import CliRunner
 
 from rdd_deploy.checkpoint import model_from_checkpoint
 from rdd_deploy.cli import app
+from rdd_deploy.quickstart import summary_tables
 from rdd_deploy.runtime import Segmenter
+from runtime.helpers import assert_no_cell_cut, render_without_terminal
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,6 +48,12 @@ def test_quickstart_trains_exports_checks_and_times(quickstart_run: tuple[Path, 
     assert {"pytorch", "onnxruntime"} == set(summary["latency"])
     assert all(summary["latency"][k]["end_to_end"]["mean_ms"] > 0 for k in summary["latency"])
     assert "val mIoU %" in output and "speed-up" in output
+
+
+def test_summary_tables_are_readable_at_80_columns(quickstart_run: tuple[Path, str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    tables = summary_tables(json.loads((quickstart_run[0] / "summary.json").read_text()))
+    assert_no_cell_cut(tables, render_without_terminal(tables, monkeypatch))
 
 
 def test_prediction_figure_is_drawn_from_a_quickstart_run(quickstart_run: tuple[Path, str], tmp_path: Path) -> None:

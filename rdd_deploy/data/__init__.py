@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
-
-from torch.utils.data import Dataset
+from typing import Any, NamedTuple
 
 from rdd_deploy.data import ade20k, camvid, cityscapes, synthetic, voc
 from rdd_deploy.data.base import Augment, DatasetInfo
@@ -23,7 +21,7 @@ class Reader(NamedTuple):
 
     info: DatasetInfo
     splits: tuple[str, ...]
-    build: Callable[..., Dataset]
+    build: Callable[..., Any]
     needs_path: bool
 
 
@@ -39,7 +37,7 @@ DATASETS: dict[str, Reader] = {
 def build_dataset(spec: str, split: str, crop_size: tuple[int, int] | None = None,
                   scale_range: tuple[float, float] | None = (0.5, 2.0), flip: bool = True,
                   mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD,
-                  max_images: int | None = None, channel_order: str = "RGB") -> Dataset:
+                  max_images: int | None = None, channel_order: str = "RGB") -> Any:
     """Build split `split` of the data set `spec` ("name:/root" or "synthetic[:key=N,...]").
 
     With `crop_size` (training): random scale in `scale_range`, pad, random crop and random flip, all drawn

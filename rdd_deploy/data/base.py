@@ -5,15 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
-from rdd_deploy.data.transforms import IGNORE_INDEX, train_transform
 from rdd_deploy.errors import RDDError
 from rdd_deploy.runtime.preprocess import IMAGENET_MEAN, IMAGENET_STD, normalize, source_channels
 
+if TYPE_CHECKING:
+    import torch
+
+# Readers import no torch, so `rdd-deploy validate` works in the runtime-only install; only the training
+# tensors (ds[i]) need it. torch's DataLoader takes any object with __len__ and __getitem__.
+IGNORE_INDEX = 255  # the label value every data set maps its unlabelled pixels to
 INVALID = -1  # lookup-table entry for a raw label value the data set never uses: loading it is an error
 
 
@@ -86,7 +90,7 @@ def read_label(path: Path, table: np.ndarray, dataset: str) -> np.ndarray:
     return np.take(table, raw)
 
 
-class SegmentationDataset(Dataset):
+class SegmentationDataset:
     """(image, label) pairs from files: `raw(i)` gives uint8 pixels and train ids, `ds[i]` the training tensors."""
 
     def __init__(self, info: DatasetInfo, pairs: list[tuple[Path, Path]], table: np.ndarray,
@@ -116,6 +120,9 @@ class SegmentationDataset(Dataset):
 
 def to_tensors(image: np.ndarray, label: np.ndarray, augment: Augment) -> tuple[torch.Tensor, torch.Tensor]:
     """Augment (when training) on uint8 pixels, then normalise with the runtime's one `normalize`."""
+    import torch
+
+    from rdd_deploy.data.transforms import train_transform
     if augment.crop_size is not None:
         pad_colour = tuple(augment.mean[c] for c in source_channels(augment.channel_order))  # the mean as RGB
         image, label = train_transform(image, label, augment.crop_size, augment.scale_range, augment.flip,

@@ -19,11 +19,15 @@ import colorsys
 import math
 from functools import lru_cache
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from rdd_deploy.data.base import Augment, DatasetInfo, to_tensors
 from rdd_deploy.errors import RDDError
+
+if TYPE_CHECKING:
+    import torch
 
 # class id -> (shape, texture); 0 is background
 CLASSES = ((None, None), ("disc", "stripes"), ("disc", "checks"), ("square", "stripes"), ("square", "dots"),
@@ -155,7 +159,7 @@ def render(seed: int, split: str, index: int, size: int) -> tuple[np.ndarray, np
     return np.clip(image, 0, 255).astype(np.uint8), label
 
 
-class SyntheticDataset(torch.utils.data.Dataset):
+class SyntheticDataset:
     """The procedural data set: same interface as the file-backed ones, with no files."""
 
     def __init__(self, split: str, augment: Augment, size: int, count: int, seed: int) -> None:

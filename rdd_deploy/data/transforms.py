@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-IGNORE_INDEX = 255  # the label value every data set maps its unlabelled pixels to
+from rdd_deploy.data.base import IGNORE_INDEX
 
 
 def random_scale(image: np.ndarray, label: np.ndarray,

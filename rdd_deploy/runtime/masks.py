@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from PIL import Image
 
 from rdd_deploy.atomic import atomic_path
 from rdd_deploy.errors import RDDError
-from rdd_deploy.runtime.images import check_image, image_files, load_image
+from rdd_deploy.runtime.images import check_image, conversion_note, image_files, load_image
 from rdd_deploy.runtime.model_info import ModelInfo
 from rdd_deploy.runtime.segmenter import Segmenter
 
@@ -61,18 +62,22 @@ def save_png(image: Image.Image, path: str | os.PathLike) -> Path:
 
 
 def write_predictions(segmenter: Segmenter, inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
-                      overlay: bool = False) -> list[Path]:
+                      overlay: bool = False, warn: Callable[[str], None] = warnings.warn) -> list[Path]:
     """Predict every image (files or folders) into out_dir/<stem>.png (+ <stem>_overlay.png); returns the paths.
 
-    Every input is checked before anything is written, so a bad image leaves no partial output behind.
+    Every input is checked before anything is written, so a bad image leaves no partial output behind; images
+    converted to RGB (grayscale, alpha, palette) are named in one `warn` call.
     """
     files = image_files(inputs)
+    headers = [(path, check_image(path)) for path in files]
+    note = conversion_note(headers)
     stems: dict[str, Path] = {}
     for path in files:
-        check_image(path)
         if path.stem in stems:
             raise RDDError(f"{path} and {stems[path.stem]} would both write {path.stem}.png; predict them separately")
         stems[path.stem] = path
+    if note is not None:
+        warn(note)
     palette, out, written = palette_of(segmenter.info), Path(out_dir), []
     for path in files:
         image = load_image(path)

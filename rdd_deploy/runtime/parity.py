@@ -23,6 +23,7 @@ from rdd_deploy.runtime.segmenter import Segmenter
 TOLERANCES: dict[str, tuple[float, float]] = {"fp32": (99.9, 0.1), "fp16": (99.0, 0.5), "bf16": (98.5, 0.5),
                                               "int8": (97.0, 1.0)}
 Sample = tuple[np.ndarray, np.ndarray | None]  # (HxWx3 uint8 image, HxW label or None)
+REFERENCE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 
 
 @dataclass
@@ -125,3 +126,13 @@ def compare(reference: Segmenter, candidate: Segmenter, samples: Iterable[Sample
         if on_image is not None:
             on_image()
     return stats.report(candidate.info.precision, min_agreement, max_miou_drop)
+
+
+def reference_photos() -> list[Sample]:
+    """Real RGB photos from scikit-image (no download), unlabelled: parity then checks agreement only."""
+    try:
+        from skimage import data
+    except ImportError:
+        raise RDDError("parity without --data uses scikit-image's sample photos: pip install scikit-image, "
+                       "or pass --data name:path") from None
+    return [(np.ascontiguousarray(getattr(data, name)()), None) for name in REFERENCE_PHOTOS]

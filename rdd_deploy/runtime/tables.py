@@ -1,15 +1,65 @@
-"""Rich tables for the runtime commands: one table per report, the settings in its title."""
+"""Rich tables for the runtime commands: one table per report, the settings in its title.
+
+`print_fitted` keeps them readable in any output: a pipe or CI log is 80 columns wide, where rich would cut a
+15-column table's cells to "1…"; a table wider than the output is turned so that each record is a column.
+"""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console, Group, RenderableType
 from rich.table import Table
+from rich.text import Text
 
 from rdd_deploy.runtime.latency import LatencyReport, speedups
 from rdd_deploy.runtime.parity import ParityReport
+
+
+def natural_width(table: Table) -> int:
+    """The columns a table needs with every cell on one line."""
+    console = Console(file=io.StringIO(), width=100_000)
+    return console.measure(table).maximum
+
+
+def _turned(table: Table, records: Sequence[int]) -> Table:
+    """Rows `records` of `table` as columns: the first output row holds their first cells (the record names)."""
+    turned = Table(show_header=False)
+    turned.add_column(overflow="fold")
+    for _ in records:
+        turned.add_column(justify="right", overflow="fold")  # fold: a value wider than the output wraps, never cut
+    cells = [list(column.cells) for column in table.columns]
+    for index, column in enumerate(table.columns):
+        turned.add_row(column.header, *(cells[index][record] for record in records),
+                       end_section=index == 0 and len(table.rows) > 1)
+    return turned
+
+
+def fit(renderable: RenderableType, width: int) -> RenderableType:
+    """`renderable` with every table wider than `width` turned into record-per-column blocks that fit."""
+    if isinstance(renderable, Group):
+        return Group(*(fit(part, width) for part in renderable.renderables))
+    if not isinstance(renderable, Table) or natural_width(renderable) <= width or not renderable.rows:
+        return renderable
+    blocks: list[list[int]] = [[]]
+    for record in range(len(renderable.rows)):
+        if blocks[-1] and natural_width(_turned(renderable, blocks[-1] + [record])) > width:
+            blocks.append([])
+        blocks[-1].append(record)
+    # the title goes above the blocks at full width: as a table title it would wrap to the narrow first block
+    title = renderable.title
+    if isinstance(title, str):
+        title = Text.from_markup(title, style="table.title")
+    return Group(*([title] if title is not None else []), *(_turned(renderable, block) for block in blocks))
+
+
+def print_fitted(renderable: RenderableType, console: Console | None = None) -> None:
+    """Print tables to stdout (or `console`) in a layout that fits its width: no cell is ever cut."""
+    console = console or Console()
+    console.print(fit(renderable, console.width))
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:

@@ -45,11 +45,29 @@ def test_predict_checks_every_image_before_writing(dynamic_onnx: Path, photo: np
     folder = tmp_path / "photos"
     folder.mkdir()
     Image.fromarray(photo).save(folder / "a.png")
-    Image.fromarray(photo[..., 0]).save(folder / "b.png")  # grayscale, sorted after the good one
+    Image.fromarray(photo[..., 0].astype(np.uint16) * 257).save(folder / "b.png")  # a 16-bit depth map
     result = runner.invoke(app, ["predict", str(dynamic_onnx), str(folder), "--out", str(tmp_path / "out")])
     assert result.exit_code == 1 and isinstance(result.exception, RDDError)
-    assert "b.png is a grayscale image" in str(result.exception)
+    assert "b.png is a 16-bit grayscale image" in str(result.exception)
     assert not (tmp_path / "out").exists()
+
+
+def test_predict_converts_rgba_and_grayscale_with_one_warning_line(dynamic_onnx: Path, photo: np.ndarray,
+                                                                   tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(photo).save(folder / "a.png")
+    Image.fromarray(np.dstack([photo, np.full(photo.shape[:2], 255, np.uint8)])).save(folder / "b.png")
+    Image.fromarray(photo).convert("RGBA").save(folder / "c.png")
+    Image.fromarray(photo[..., 1]).save(folder / "d.png")
+    result = runner.invoke(app, ["predict", str(dynamic_onnx), str(folder), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert warnings == [f"warning: converted 3 of 4 images to RGB: 2 RGBA, alpha dropped ({folder / 'b.png'}, ...); "
+                        f"1 grayscale ({folder / 'd.png'})"]
+    masks = {name: np.asarray(Image.open(tmp_path / "out" / f"{name}.png")) for name in "abcd"}
+    assert np.array_equal(masks["a"], masks["b"]) and np.array_equal(masks["a"], masks["c"])
+    assert np.array_equal(masks["d"], Segmenter.from_file(dynamic_onnx).predict(np.dstack([photo[..., 1]] * 3)))
 
 
 def test_bench_json_has_one_report_per_model(dynamic_onnx: Path, static_onnx: Path, tmp_path: Path) -> None:
@@ -127,6 +145,23 @@ def test_console_script_prints_one_red_line(tmp_path: Path) -> None:
                              "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert result.stderr.strip() == f"error: model file not found: {tmp_path / 'missing.onnx'}"
+
+
+@pytest.mark.parametrize("hidden, arguments, advice", [
+    ("torch", ["distill", "configs/synthetic/student_rdd.yaml"],
+     'error: `rdd-deploy distill` needs torch, which the runtime-only install leaves out: pip install '
+     '"rdd-deploy[train]"'),
+    ("PIL", ["predict", "model.onnx", "photo.png", "--out", "masks"], None)])  # a runtime package: the traceback stays
+def test_a_missing_train_package_is_one_line_naming_the_extra(hidden: str, arguments: list[str],
+                                                               advice: str | None) -> None:
+    script = f"import sys; sys.modules[{hidden!r}] = None; from rdd_deploy.cli import run; run()"
+    result = subprocess.run([sys.executable, "-c", script, *arguments], capture_output=True, text=True, timeout=120,
+                            cwd=Path(__file__).resolve().parents[2])
+    assert result.returncode == 1
+    if advice is None:
+        assert f"ModuleNotFoundError: import of {hidden} halted" in result.stderr
+    else:
+        assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith(advice), result.stderr
 
 
 class FileDataset:

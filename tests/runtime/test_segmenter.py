@@ -66,12 +66,38 @@ def test_predict_batch_mixed_sizes_and_paths(dynamic_onnx: Path, photo: np.ndarr
     assert np.array_equal(masks[1], segmenter.predict(photo[:40, :50]))
 
 
-@pytest.mark.parametrize("mode, words", [("L", "grayscale image (PIL mode 'L')"), ("RGBA", "RGBA")])
-def test_non_rgb_image_is_one_clear_error(dynamic_onnx: Path, tmp_path: Path, mode: str, words: str) -> None:
-    path = tmp_path / f"{mode}.png"
+@pytest.mark.parametrize("mode, suffix, words", [("I;16", ".png", "16-bit grayscale image (PIL mode 'I;16')"),
+                                                  ("F", ".tif", "float grayscale image (PIL mode 'F')"),
+                                                  ("CMYK", ".jpg", "CMYK image (PIL mode 'CMYK')")])
+def test_image_without_an_8_bit_rgb_meaning_is_one_clear_error(dynamic_onnx: Path, tmp_path: Path, mode: str,
+                                                                suffix: str, words: str) -> None:
+    path = tmp_path / f"image{suffix}"
     Image.new(mode, (64, 64)).save(path)
-    with pytest.raises(RDDError, match=re.escape(f"{path} is a ") + ".*" + re.escape(words)):
+    with pytest.raises(RDDError, match=re.escape(f"{path} is a {words}; the model needs 8-bit RGB")):
         Segmenter.from_file(dynamic_onnx).predict(path)
+
+
+def test_multi_page_file_is_one_clear_error(dynamic_onnx: Path, photo: np.ndarray, tmp_path: Path) -> None:
+    path = tmp_path / "pages.tif"
+    Image.fromarray(photo).save(path, save_all=True, append_images=[Image.fromarray(photo[::-1])])
+    with pytest.raises(RDDError, match=re.escape(f"{path} holds 2 frames (multi-page or animated)")):
+        Segmenter.from_file(dynamic_onnx).predict(path)
+
+
+def test_grayscale_alpha_and_palette_images_are_converted_to_rgb(dynamic_onnx: Path, photo: np.ndarray,
+                                                                 tmp_path: Path) -> None:
+    segmenter = Segmenter.from_file(dynamic_onnx)
+    gray = photo.mean(axis=2).round().astype(np.uint8)
+    alpha = np.full(photo.shape[:2], 7, np.uint8)  # nearly transparent: dropped, not composited
+    palette = Image.fromarray(photo).quantize(16)
+    cases = {"RGBA": (np.dstack([photo, alpha]), photo), "L": (gray, np.dstack([gray] * 3)),
+             "LA": (np.dstack([gray, alpha]), np.dstack([gray] * 3)),
+             "P": (palette, np.asarray(palette.getpalette()[:48], np.uint8).reshape(16, 3)[np.asarray(palette)])}
+    for mode, (pixels, rgb) in cases.items():
+        path = tmp_path / f"{mode}.png"
+        (pixels if isinstance(pixels, Image.Image) else Image.fromarray(pixels, mode)).save(path)
+        assert Image.open(path).mode == mode
+        assert np.array_equal(segmenter.predict(path), segmenter.predict(rgb)), mode
 
 
 def test_too_small_image(static_onnx: Path) -> None:
