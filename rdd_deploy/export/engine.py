@@ -53,9 +53,8 @@ def read_onnx_metadata(path: Path) -> tuple[dict[str, Any], ModelInfo, tuple[int
     props = dict(session.get_modelmeta().custom_metadata_map)
     info = ModelInfo.parse(props, str(path))  # refuses files that rdd-deploy did not export, in one line
     metadata = decode_metadata(props)
-    if "input_size" not in metadata or "dynamic" not in metadata:
-        raise RDDError(f"{path}: metadata keys 'input_size' and 'dynamic' are missing; re-export it with "
-                       "`rdd-deploy export`")
+    if info.input_size is None or "dynamic" not in metadata:
+        raise RDDError(f"{path}: metadata 'input_size' or 'dynamic' is missing; re-export it with `rdd-deploy export`")
     return metadata, info, tuple(session.get_inputs()[0].shape)
 
 
@@ -82,7 +81,7 @@ def build_engine(onnx_path: str | Path, out: str | Path, options: EngineOptions,
     if precision not in PRECISIONS:
         raise RDDError(f"unknown precision '{precision}'; choose one of: {', '.join(PRECISIONS)}")
     plan = plan_build(trt_major(trt), precision, info.precision, options.implicit_int8, options.calib_method)
-    size = info.input_size or (int(shape[-2]), int(shape[-1]))
+    size = info.input_size
     dims = None
     if info.dynamic:
         dims = options.profile or profile_dims(size, options.batch)

@@ -114,8 +114,8 @@ def fast_precisions(report: dict[str, Any]) -> dict[str, str]:
     if "CUDAExecutionProvider" in providers and gpus:
         advice["onnxruntime-gpu"] = "fp16, fp32 (CUDAExecutionProvider)"
     if "CPUExecutionProvider" in providers:
-        # Measured on a Zen 4 with avx512_vnni (docs/benchmarks.md): QDQ INT8 ran at 0.9-1.4x the FP32 time and
-        # FP16 at 1.3-1.5x, because ONNX Runtime's CPU provider has few FP16 kernels and casts around them.
+        # Measured on the project's 2-vCPU AMD EPYC, which lists avx512_vnni (docs/benchmarks.md): QDQ INT8 ran
+        # at 0.9-1.4x the FP32 time and FP16 at 1.2-1.5x (ONNX Runtime's CPU provider has few FP16 kernels).
         dot = sorted(set(report["cpu"]["features"]) & set(INT8_DOT_PRODUCT))
         int8 = (f"int8 near fp32 speed and 4x smaller ({', '.join(dot)})" if dot
                 else "int8 slower (no int8 dot-product instructions)")

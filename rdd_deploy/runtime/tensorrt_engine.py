@@ -131,7 +131,9 @@ class TensorRTEngine:
         if None in self.input_shape:
             low, _, high = self._engine.get_tensor_profile_shape(self.input_name, 0)
             self.shape_limits = (tuple(low), tuple(high))
+        # A stream of its own: on the legacy default stream TensorRT warns and synchronises with all other work.
         self._stream = self._check(self._cudart.cudaStreamCreate(), "cudaStreamCreate")
+        self._stream_handle = native_handle(self._stream)
         self._buffers: dict[str, tuple[int, int]] = {}  # tensor name -> (device pointer, capacity in bytes)
 
     def _check(self, result: tuple, what: str) -> Any:
@@ -167,7 +169,7 @@ class TensorRTEngine:
         kinds = cudart.cudaMemcpyKind
         self._check(cudart.cudaMemcpyAsync(source, batch.ctypes.data, batch.nbytes,
                                            kinds.cudaMemcpyHostToDevice, self._stream), "cudaMemcpyAsync")
-        if not self._context.execute_async_v3(native_handle(self._stream)):
+        if not self._context.execute_async_v3(self._stream_handle):
             raise RDDError(f"TensorRT execution failed for input shape {batch.shape}")
         self._check(cudart.cudaMemcpyAsync(logits.ctypes.data, self._buffers[self.output_name][0], logits.nbytes,
                                            kinds.cudaMemcpyDeviceToHost, self._stream), "cudaMemcpyAsync")

@@ -16,10 +16,14 @@ import trt_doubles
 from trt_doubles import VERSIONS, World
 
 from rdd_deploy.errors import RDDError
-from rdd_deploy.export import BuildPlan, ExportOptions, export, plan_build, profile_dims
+from rdd_deploy.export import (BuildPlan, ExportOptions, export, export_metadata, export_onnx_fp16, export_onnx_int8,
+                               plan_build, profile_dims)
 from rdd_deploy.export.engine import EngineOptions, build_engine, parse_profile
 from rdd_deploy.export.tensorrt import input_shape, source_precision, trt_major
 from rdd_deploy.runtime.model_info import ModelInfo
+from rdd_deploy.runtime.preprocess import normalize_batch, resize_image
+
+from .helpers import MEAN, STD
 
 STRONG = 1 << 1  # 1 << NetworkDefinitionCreationFlag.STRONGLY_TYPED
 
@@ -66,16 +70,26 @@ def test_optimisation_profile_from_the_export_shape_or_the_command_line() -> Non
 
 
 @pytest.fixture(scope="module")
-def exported(make_checkpoint: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """fp32, fp16 and Q/DQ int8 ONNX files of one small dynamic model, as `rdd-deploy export` writes them."""
+def exported(photos: list[np.ndarray], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """fp32, fp16 and Q/DQ int8 ONNX files of a two-convolution dynamic model, with the export's metadata and
+    names (built with the exporter's own FP16 and INT8 steps; a full `export` costs minutes on a busy CPU)."""
+    import torch
+
+    from rdd_deploy.export.graph import set_metadata
+
     out = tmp_path_factory.mktemp("onnx")
-    checkpoint = make_checkpoint("deeplabv3_mbv2")
-    files = export(checkpoint, ExportOptions(precision="fp16", dynamic=True, input_size=(64, 96), batch=2, out=out,
-                                             verify=False))
-    files += export(checkpoint, ExportOptions(precision="int8", dynamic=True, input_size=(64, 96), batch=2, out=out,
-                                              calib_data="synthetic:size=64,train=4,val=2", calib_images=4,
-                                              verify=False))[1:]
-    return dict(zip(("fp32", "fp16", "int8"), files))
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 3, 1)).eval()
+    fp32 = out / "deeplabv3_mbv2_64x96_dyn.onnx"
+    axes = {"images": {0: "n", 2: "h", 3: "w"}, "logits": {0: "n", 2: "h", 3: "w"}}
+    torch.onnx.export(net, (torch.zeros(1, 3, 64, 96),), str(fp32), dynamo=False, opset_version=17,
+                      input_names=["images"], output_names=["logits"], dynamic_axes=axes)
+    metadata = export_metadata({"class_names": ["a", "b", "c"]}, "deeplabv3_mbv2", 3, (64, 96), True, False, "fp32")
+    model = onnx.load(str(fp32))
+    set_metadata(model, metadata)
+    onnx.save(model, str(fp32))
+    return {"fp32": fp32, "fp16": export_onnx_fp16(fp32, out / "deeplabv3_mbv2_64x96_dyn_fp16.onnx", metadata),
+            "int8": export_onnx_int8(fp32, out / "deeplabv3_mbv2_64x96_dyn_int8.onnx", metadata, photos)}
 
 
 @pytest.fixture
@@ -124,6 +138,7 @@ def test_engine_from_the_onnx_that_carries_the_precision(version: str, precision
         [world.device, 1]
 
 
+@pytest.mark.slow
 def test_export_trt_on_tensorrt_10_builds_fp16_from_the_fp32_onnx_with_the_flag(
         make_checkpoint: Callable[..., Path], gpu: Callable[..., World], tmp_path: Path) -> None:
     world = gpu("10.3.0.30")
@@ -138,20 +153,23 @@ def test_export_trt_on_tensorrt_10_builds_fp16_from_the_fp32_onnx_with_the_flag(
     assert json.loads(files[-1].read_text())["profiles"] == [] and world.executions
 
 
-def test_implicit_calibration_on_tensorrt_10_feeds_every_batch(trained: dict, gpu: Callable[..., World],
-                                                               tmp_path: Path) -> None:
+def test_implicit_calibration_on_tensorrt_10_feeds_every_batch(exported: dict[str, Path], gpu: Callable[..., World],
+                                                               tmp_path: Path, photos: list[np.ndarray]) -> None:
     world = gpu("10.16.0.72")
-    files = export(trained["checkpoint"], ExportOptions(trt=True, trt_calibrate=True, precision="int8",
-                                                        input_size=(64, 64), calib_images=4, out=tmp_path,
-                                                        calib_data="synthetic:size=64,train=4,val=2"))
-    assert ("parse_from_file", str(files[0])) in world.calls  # the FP32 ONNX, not the Q/DQ one
+    files = build_engine(exported["fp32"], tmp_path, EngineOptions("int8", batch=2, implicit_int8=True,
+                                                                   calib_method="entropy", calib_images=photos),
+                         photos[:1])
+    assert ("parse_from_file", str(exported["fp32"])) in world.calls  # the FP32 ONNX, not the Q/DQ one
     assert [call for call in world.calls if call[0] == "set_flag"] == [("set_flag", "INT8"), ("set_flag", "FP16")]
-    assert len(world.calibration_batches) == 4 and world.calibration_batches[0].shape == (1, 3, 64, 64)
-    build = json.loads(files[-1].read_text())["build"]
-    assert (build["calibrator"], build["calibration_images"]) == ("IInt8MinMaxCalibrator", 4)
+    # Two batches of two at the profile's opt shape, normalised as the runtime does.
+    assert [batch.shape for batch in world.calibration_batches] == [(2, 3, 64, 96)] * 2
+    expected = normalize_batch(np.stack([resize_image(p, (64, 96)) for p in photos[2:]]), MEAN, STD)
+    np.testing.assert_array_equal(world.calibration_batches[1], expected)
+    build = json.loads(files[1].read_text())["build"]
+    assert (build["calibrator"], build["calibration_images"]) == ("IInt8EntropyCalibrator2", 4)
 
 
-def test_calibration_errors_are_raised_after_the_build_not_swallowed(trained: dict, gpu: Callable[..., World],
+def test_calibration_errors_are_raised_after_the_build_not_swallowed(gpu: Callable[..., World],
                                                                      tmp_path: Path, exported: dict[str, Path],
                                                                      photos: list[np.ndarray]) -> None:
     world = gpu("10.3.0.30", fail=("memcpy",))  # the second batch's host-to-device copy fails
@@ -268,10 +286,11 @@ def tensorrt_gpu() -> types.ModuleType:
 @pytest.mark.trt
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_real_engine_builds_verifies_and_loads_in_the_runtime(precision: str, tensorrt_gpu: types.ModuleType,
-                                                              trained: dict, tmp_path: Path,
+                                                              request: pytest.FixtureRequest, tmp_path: Path,
                                                               photos: list[np.ndarray]) -> None:
     from rdd_deploy.runtime import Segmenter
 
+    trained = request.getfixturevalue("trained")  # after the skip: training costs seconds
     files = export(trained["checkpoint"], ExportOptions(trt=True, precision=precision, dynamic=True,
                                                         input_size=(64, 64), batch=2, out=tmp_path,
                                                         calib_data="synthetic:size=64,train=16,val=4",
