@@ -293,26 +293,15 @@ def engine_command(
     calib_method: str = typer.Option("minmax", "--calib-method", help="--trt-calibrate: minmax or entropy."),
 ) -> None:
     """Build a TensorRT engine from an exported ONNX file on this GPU (no PyTorch needed), verified vs ONNX Runtime."""
-    from rdd_deploy.export.engine import EngineOptions, build_engine, parse_profile
-    from rdd_deploy.runtime.images import image_files, load_image
+    from rdd_deploy.export.engine import EngineOptions, build_engine, load_images, parse_profile, verification_photos
     from rdd_deploy.runtime.tensorrt_engine import import_cudart, import_tensorrt
 
     import_tensorrt(), import_cudart()  # say what is missing before reading any image
     if workspace <= 0:
         raise RDDError(f"--workspace must be > 0 GiB, got {workspace}")
-    photos = None
-    if verify and data:
-        photos = [load_image(path) for path in image_files(data)]
-    elif verify:
-        from rdd_deploy.export.images import sample_photos
-        try:
-            photos = sample_photos()
-        except RDDError:
-            raise RDDError("verification needs images: pass --data IMAGES (files or folders), pip install "
-                           "scikit-image for the photos `export` verified on, or pass --no-verify") from None
     options = EngineOptions(precision, parse_profile(dynamic) if dynamic else None, batch, workspace, timing_cache,
-                            trt_calibrate, calib_method,
-                            [load_image(path) for path in image_files(calib_data)] if calib_data else None)
+                            trt_calibrate, calib_method, load_images(calib_data) if calib_data else None)
+    photos = verification_photos(data) if verify else None
     written = build_engine(model, out, options, photos)
     console.print(f"[bold green]Engine complete[/]: {', '.join(map(str, written))}", highlight=False)
 

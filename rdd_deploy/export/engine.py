@@ -19,6 +19,7 @@ from rdd_deploy.errors import RDDError
 from rdd_deploy.export.formats import PRECISIONS, artifact_name, reported
 from rdd_deploy.export.tensorrt import Dims, build_plan, plan_build, profile_dims, trt_major
 from rdd_deploy.export.verify import Verifier, onnx_reference
+from rdd_deploy.runtime.images import image_files, load_image
 from rdd_deploy.runtime.model_info import ModelInfo, decode_metadata
 from rdd_deploy.runtime.preprocess import InputBatches
 from rdd_deploy.runtime.tensorrt_engine import (TensorRTEngine, gpu_properties, import_cudart, import_tensorrt,
@@ -56,6 +57,24 @@ def read_onnx_metadata(path: Path) -> tuple[dict[str, Any], ModelInfo, tuple[int
     if info.input_size is None or "dynamic" not in metadata:
         raise RDDError(f"{path}: metadata 'input_size' or 'dynamic' is missing; re-export it with `rdd-deploy export`")
     return metadata, info, tuple(session.get_inputs()[0].shape)
+
+
+def load_images(paths: list[Path]) -> list[np.ndarray]:
+    """The RGB images of these files and folders (not recursive), as HxWx3 uint8 arrays."""
+    return [load_image(path) for path in image_files(paths)]
+
+
+def verification_photos(paths: list[Path]) -> list[np.ndarray]:
+    """The images of `paths`, else scikit-image's photos (the ones `rdd-deploy export` verifies on)."""
+    if paths:
+        return load_images(paths)
+    from rdd_deploy.export.images import sample_photos
+
+    try:
+        return sample_photos()
+    except RDDError:
+        raise RDDError("verification needs images: pass --data IMAGES (files or folders), pip install "
+                       "scikit-image for the photos `export` verified on, or pass --no-verify") from None
 
 
 def parse_profile(text: str) -> Dims:

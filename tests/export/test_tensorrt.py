@@ -13,6 +13,7 @@ import numpy as np
 import onnx
 import pytest
 import trt_doubles
+from cuda_doubles import cuda_modules
 from trt_doubles import VERSIONS, World
 
 from rdd_deploy.errors import RDDError
@@ -265,7 +266,7 @@ def test_the_doubles_are_as_strict_as_the_real_api(gpu: Callable[..., World]) ->
 
 def test_cuda_doubles_use_only_names_that_cuda_python_has(monkeypatch: pytest.MonkeyPatch) -> None:
     real = pytest.importorskip("cuda.bindings.runtime", reason="cuda-python is not installed")
-    fake = trt_doubles.cuda_modules(World(VERSIONS[0]))["cuda.bindings.runtime"]
+    fake = cuda_modules(World(VERSIONS[0]))["cuda.bindings.runtime"]
     names = [name for name in vars(fake) if name.startswith("cuda")]
     assert names and [name for name in names if not hasattr(real, name)] == []
     assert [name for name in ("cudaSuccess", "cudaErrorInvalidValue") if not hasattr(real.cudaError_t, name)] == []
