@@ -243,6 +243,9 @@ def export_command(
     trt: bool = typer.Option(False, "--trt", help="Also build a TensorRT engine + .engine.json (needs a GPU)."),
     precision: str = typer.Option("fp32", "--precision", help="fp32, fp16 or int8 (int8 needs --calib-data; its "
                                   "QDQ graph is tuned for this CPU's ONNX Runtime, or for TensorRT with --trt)."),
+    int8_for: Optional[str] = typer.Option(None, "--int8-for", help="cpu or tensorrt: tune the int8 QDQ graph for "
+                                           "this CPU or for a TensorRT engine built later with `rdd-deploy engine` "
+                                           "(default: tensorrt with --trt, else cpu)."),
     input_size: Optional[str] = typer.Option(None, "--input-size", help="HxW, multiples of 8 "
                                              "(default: the checkpoint's crop size, else 512x1024)."),
     batch: int = typer.Option(1, "--batch", help="Batch size (the maximum batch of a --dynamic engine)."),
@@ -269,7 +272,7 @@ def export_command(
         trt=trt, precision=precision, input_size=parse_input_size(input_size) if input_size else None,
         batch=batch, dynamic=dynamic, fused_preprocess=fused_preprocess, argmax=argmax, calib_data=calib_data,
         calib_images=calib_images, calib_method=calib_method, out=out, verify=verify, workspace_gib=workspace,
-        timing_cache=timing_cache, trt_calibrate=trt_calibrate))
+        timing_cache=timing_cache, trt_calibrate=trt_calibrate, int8_for=int8_for))
 
 
 @app.command("engine")

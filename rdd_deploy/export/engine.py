@@ -100,6 +100,11 @@ def build_engine(onnx_path: str | Path, out: str | Path, options: EngineOptions,
     if precision not in PRECISIONS:
         raise RDDError(f"unknown precision '{precision}'; choose one of: {', '.join(PRECISIONS)}")
     plan = plan_build(trt_major(trt), precision, info.precision, options.implicit_int8, options.calib_method)
+    scheme = metadata.get("int8")
+    if plan.source == "int8" and isinstance(scheme, dict) and "asymmetric" in str(scheme.get("activations")):
+        # TensorRT's Q/DQ layers take signed INT8 with zero point 0 only: say so before its parser does.
+        raise RDDError(f"{onnx_path.name} was quantised for {scheme.get('target')} (asymmetric uint8 activations), "
+                       "which TensorRT cannot build: re-export it with `rdd-deploy export --precision int8 --int8-for tensorrt`")
     size = info.input_size
     dims = None
     if info.dynamic:

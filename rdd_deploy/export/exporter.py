@@ -33,6 +33,10 @@ class ExportOptions:
     workspace_gib: float = 4.0
     timing_cache: Path | None = None  # None: <out>/tensorrt.timing.cache
     trt_calibrate: bool = False  # TensorRT 10 only: an int8 engine calibrated by TensorRT, not from the Q/DQ ONNX
+    int8_for: str | None = None  # "cpu" or "tensorrt": whose INT8 scheme; None: TensorRT's with --trt, else the CPU's
+
+
+INT8_TARGETS = ("cpu", "tensorrt")  # the engines an INT8 Q/DQ file can be tuned for
 
 
 def parse_input_size(text: str) -> tuple[int, int]:
@@ -73,6 +77,11 @@ def check_options(options: ExportOptions) -> None:
     if options.precision == "int8" and options.calib_data is None:
         raise RDDError("int8 needs calibration images from the training data: pass --calib-data NAME:PATH "
                        "(e.g. --calib-data cityscapes:/data/cityscapes or --calib-data synthetic)")
+    if options.int8_for not in (None, *INT8_TARGETS):
+        raise RDDError(f"--int8-for must be one of: {', '.join(INT8_TARGETS)}, got '{options.int8_for}'")
+    if options.int8_for == "cpu" and options.trt and not options.trt_calibrate:
+        raise RDDError("--int8-for cpu cannot go with --trt: TensorRT builds from the INT8 Q/DQ file and takes only "
+                       "its symmetric INT8 (drop --int8-for, or add --trt-calibrate on TensorRT 10)")
     if options.input_size is not None:
         check_input_size(options.input_size)
 
@@ -132,7 +141,8 @@ def export(checkpoint: str | Path, options: ExportOptions) -> list[Path]:
         onnx_files["fp16"] = export_onnx_fp16(onnx_files["fp32"], target("fp16"), metadata, verifier)
     elif options.precision == "int8":
         # With --trt TensorRT builds from the QDQ file (unless it calibrates itself), and takes only symmetric INT8.
-        scheme = TENSORRT_SCHEME if options.trt and not options.trt_calibrate else cpu_scheme()
+        target_engine = options.int8_for or ("tensorrt" if options.trt and not options.trt_calibrate else "cpu")
+        scheme = TENSORRT_SCHEME if target_engine == "tensorrt" else cpu_scheme()
         onnx_files["int8"] = export_onnx_int8(onnx_files["fp32"], target("int8"), metadata, images,
                                               options.calib_method, verifier, scheme)
     written = list(onnx_files.values())

@@ -20,6 +20,8 @@ from rdd_deploy.errors import RDDError
 from rdd_deploy.export import (BuildPlan, ExportOptions, export, export_metadata, export_onnx_fp16, export_onnx_int8,
                                plan_build, profile_dims)
 from rdd_deploy.export.engine import EngineOptions, build_engine, parse_profile
+from rdd_deploy.export.graph import read_metadata, set_metadata
+from rdd_deploy.export.quantize import TENSORRT_SCHEME
 from rdd_deploy.export.tensorrt import input_shape, source_precision, trt_major
 from rdd_deploy.runtime.model_info import ModelInfo
 from rdd_deploy.runtime.preprocess import normalize_batch, resize_image
@@ -76,8 +78,6 @@ def exported(photos: list[np.ndarray], tmp_path_factory: pytest.TempPathFactory)
     names (built with the exporter's own FP16 and INT8 steps; a full `export` costs minutes on a busy CPU)."""
     import torch
 
-    from rdd_deploy.export.graph import set_metadata
-
     out = tmp_path_factory.mktemp("onnx")
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 3, 1)).eval()
@@ -90,7 +90,8 @@ def exported(photos: list[np.ndarray], tmp_path_factory: pytest.TempPathFactory)
     set_metadata(model, metadata)
     onnx.save(model, str(fp32))
     return {"fp32": fp32, "fp16": export_onnx_fp16(fp32, out / "deeplabv3_mbv2_64x96_dyn_fp16.onnx", metadata),
-            "int8": export_onnx_int8(fp32, out / "deeplabv3_mbv2_64x96_dyn_int8.onnx", metadata, photos)}
+            "int8": export_onnx_int8(fp32, out / "deeplabv3_mbv2_64x96_dyn_int8.onnx", metadata, photos,
+                                     scheme=TENSORRT_SCHEME)}  # what `export --trt` and `--int8-for tensorrt` write
 
 
 @pytest.fixture
@@ -154,6 +155,17 @@ def test_export_trt_on_tensorrt_10_builds_fp16_from_the_fp32_onnx_with_the_flag(
     assert json.loads(files[-1].read_text())["profiles"] == [] and world.executions
 
 
+def test_export_trt_int8_writes_tensorrt_s_symmetric_qdq_and_builds_from_it(
+        make_checkpoint: Callable[..., Path], gpu: Callable[..., World], tmp_path: Path) -> None:
+    world = gpu(VERSIONS[-1])
+    files = export(make_checkpoint("deeplabv3_mbv2"), ExportOptions(
+        trt=True, precision="int8", input_size=(64, 96), out=tmp_path, verify=False,
+        calib_data="synthetic:size=64,train=4,val=1", calib_images=4))
+    int8 = tmp_path / "deeplabv3_mbv2_64x96_int8.onnx"
+    assert int8 in files and ("parse_from_file", str(int8)) in world.calls
+    assert read_metadata(int8)["int8"] == TENSORRT_SCHEME.to_metadata()
+
+
 def test_implicit_calibration_on_tensorrt_10_feeds_every_batch(exported: dict[str, Path], gpu: Callable[..., World],
                                                                tmp_path: Path, photos: list[np.ndarray]) -> None:
     world = gpu("10.16.0.72")
@@ -168,6 +180,41 @@ def test_implicit_calibration_on_tensorrt_10_feeds_every_batch(exported: dict[st
     np.testing.assert_array_equal(world.calibration_batches[1], expected)
     build = json.loads(files[1].read_text())["build"]
     assert (build["calibrator"], build["calibration_images"]) == ("IInt8EntropyCalibrator2", 4)
+
+
+def test_a_bgr_model_is_calibrated_and_verified_in_bgr(exported: dict[str, Path], gpu: Callable[..., World],
+                                                       tmp_path: Path, photos: list[np.ndarray]) -> None:
+    world = gpu("10.16.0.72")
+    mean, std = (0.408, 0.458, 0.481), (1 / 255,) * 3  # the official code's Caffe convention, listed as B, G, R
+    model = onnx.load(str(exported["fp32"]))
+    set_metadata(model, {**read_metadata(exported["fp32"]), "channel_order": "BGR", "mean": mean, "std": std})
+    bgr = tmp_path / "bgr" / exported["fp32"].name
+    bgr.parent.mkdir()
+    onnx.save(model, str(bgr))
+    # Verification passes only if the engine's feed and ONNX Runtime's reference are normalised alike.
+    build_engine(bgr, tmp_path, EngineOptions("int8", batch=2, implicit_int8=True, calib_images=photos), photos[:2])
+    pixels = np.stack([resize_image(p, (64, 96)) for p in photos[2:]])
+    np.testing.assert_array_equal(world.calibration_batches[1], normalize_batch(pixels, mean, std, "BGR"))
+    assert not np.array_equal(world.calibration_batches[1], normalize_batch(pixels, mean, std, "RGB"))
+
+
+def test_an_int8_onnx_tuned_for_the_cpu_is_refused_before_tensorrt_parses_it(
+        exported: dict[str, Path], gpu: Callable[..., World], tmp_path: Path, photos: list[np.ndarray]) -> None:
+    world = gpu(VERSIONS[-1])
+    cpu = export_onnx_int8(exported["fp32"], tmp_path / "cpu" / exported["int8"].name,
+                           read_metadata(exported["fp32"]), photos[:2])  # default: this CPU's asymmetric scheme
+    with pytest.raises(RDDError, match=r"asymmetric uint8 activations.*--int8-for tensorrt"):
+        build_engine(cpu, tmp_path / "out", EngineOptions(), None)
+    assert not [call for call in world.calls if call[0] == "parse_from_file"] and not (tmp_path / "out").exists()
+
+
+def test_int8_scheme_choice_is_checked_before_any_work(make_checkpoint: Callable[..., Path]) -> None:
+    with pytest.raises(RDDError, match="--int8-for must be one of: cpu, tensorrt, got 'gpu'"):
+        export(make_checkpoint("deeplabv3_mbv2"), ExportOptions(precision="int8", calib_data="synthetic",
+                                                                int8_for="gpu"))
+    with pytest.raises(RDDError, match="--int8-for cpu cannot go with --trt"):
+        export(make_checkpoint("deeplabv3_mbv2"), ExportOptions(trt=True, precision="int8", calib_data="synthetic",
+                                                                int8_for="cpu"))
 
 
 def test_calibration_errors_are_raised_after_the_build_not_swallowed(gpu: Callable[..., World],
