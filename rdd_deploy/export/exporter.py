@@ -32,6 +32,11 @@ class ExportOptions:
     verify: bool = True
     workspace_gib: float = 4.0
     timing_cache: Path | None = None  # None: <out>/tensorrt.timing.cache
+    trt_calibrate: bool = False  # TensorRT 10 only: an int8 engine calibrated by TensorRT, not from the Q/DQ ONNX
+    int8_for: str | None = None  # "cpu" or "tensorrt": whose INT8 scheme; None: TensorRT's with --trt, else the CPU's
+
+
+INT8_TARGETS = ("cpu", "tensorrt")  # the engines an INT8 Q/DQ file can be tuned for
 
 
 def parse_input_size(text: str) -> tuple[int, int]:
@@ -72,6 +77,11 @@ def check_options(options: ExportOptions) -> None:
     if options.precision == "int8" and options.calib_data is None:
         raise RDDError("int8 needs calibration images from the training data: pass --calib-data NAME:PATH "
                        "(e.g. --calib-data cityscapes:/data/cityscapes or --calib-data synthetic)")
+    if options.int8_for not in (None, *INT8_TARGETS):
+        raise RDDError(f"--int8-for must be one of: {', '.join(INT8_TARGETS)}, got '{options.int8_for}'")
+    if options.int8_for == "cpu" and options.trt and not options.trt_calibrate:
+        raise RDDError("--int8-for cpu cannot go with --trt: TensorRT builds from the INT8 Q/DQ file and takes only "
+                       "its symmetric INT8 (drop --int8-for, or add --trt-calibrate on TensorRT 10)")
     if options.input_size is not None:
         check_input_size(options.input_size)
 
@@ -79,14 +89,14 @@ def check_options(options: ExportOptions) -> None:
 def export(checkpoint: str | Path, options: ExportOptions) -> list[Path]:
     """Export a teacher, student or distillation checkpoint; return the files written, in order."""
     from rdd_deploy.checkpoint import load_checkpoint, model_from_checkpoint
+    from rdd_deploy.export.engine import EngineOptions, build_engine
     from rdd_deploy.export.graph import export_metadata, export_onnx, revert_sync_batchnorm
     from rdd_deploy.export.images import dataset_images, verification_images
-    from rdd_deploy.export.quantize import (TENSORRT_SCHEME, ImageCalibrationReader, cpu_scheme, export_onnx_fp16,
-                                            export_onnx_int8)
-    from rdd_deploy.export.tensorrt import export_engine, import_tensorrt, plan_build, trt_major
-    from rdd_deploy.export.verify import Verifier, check_shapes
+    from rdd_deploy.export.quantize import TENSORRT_SCHEME, cpu_scheme, export_onnx_fp16, export_onnx_int8
+    from rdd_deploy.export.tensorrt import plan_build, source_precision, trt_major
+    from rdd_deploy.export.verify import Verifier, check_shapes, torch_reference
     from rdd_deploy.models import FullResolution
-    from rdd_deploy.runtime.tensorrt_engine import TENSORRT_MISSING, sidecar_path
+    from rdd_deploy.runtime.tensorrt_engine import TENSORRT_MISSING, import_tensorrt
 
     check_options(options)
     trt = None
@@ -95,8 +105,13 @@ def export(checkpoint: str | Path, options: ExportOptions) -> list[Path]:
             trt = import_tensorrt()
         except RDDError:
             pass  # the ONNX files are useful on their own: write them, then report the missing TensorRT
+    elif options.trt_calibrate:
+        raise RDDError("--trt-calibrate only applies to a TensorRT engine: add --trt")
+    source = options.precision
     if trt is not None:  # fail now, not after minutes of ONNX work, on a choice this TensorRT refuses
-        plan_build(trt_major(trt), options.precision, options.calib_method)
+        major = trt_major(trt)
+        source = source_precision(major, options.precision, options.trt_calibrate)
+        plan_build(major, options.precision, source, options.trt_calibrate, options.calib_method)
 
     model, meta = model_from_checkpoint(checkpoint)
     model = revert_sync_batchnorm(model).eval()
@@ -107,11 +122,13 @@ def export(checkpoint: str | Path, options: ExportOptions) -> list[Path]:
                                options.fused_preprocess, "fp32")
     mean, std = tuple(metadata["mean"]), tuple(metadata["std"])
 
-    verifier = None
+    verifier, photos = None, None
     if options.verify:
-        verifier = Verifier(FullResolution(model).eval(), verification_images(options.calib_data), mean, std,
-                            options.fused_preprocess, check_shapes(size, options.batch, options.dynamic),
-                            metadata["channel_order"])
+        photos = verification_images(options.calib_data)
+        channel_order = metadata["channel_order"]
+        verifier = Verifier(torch_reference(FullResolution(model).eval(), mean, std, channel_order), photos, mean,
+                            std, options.fused_preprocess, check_shapes(size, options.batch, options.dynamic),
+                            channel_order)
     images: list = []
     if options.precision == "int8":
         images = dataset_images(options.calib_data, "train", options.calib_images)
@@ -123,8 +140,9 @@ def export(checkpoint: str | Path, options: ExportOptions) -> list[Path]:
     if options.precision == "fp16":
         onnx_files["fp16"] = export_onnx_fp16(onnx_files["fp32"], target("fp16"), metadata, verifier)
     elif options.precision == "int8":
-        # With --trt the QDQ file is what TensorRT 11 builds from, and TensorRT takes only symmetric INT8.
-        scheme = TENSORRT_SCHEME if options.trt else cpu_scheme()
+        # With --trt TensorRT builds from the QDQ file (unless it calibrates itself), and takes only symmetric INT8.
+        target_engine = options.int8_for or ("tensorrt" if options.trt and not options.trt_calibrate else "cpu")
+        scheme = TENSORRT_SCHEME if target_engine == "tensorrt" else cpu_scheme()
         onnx_files["int8"] = export_onnx_int8(onnx_files["fp32"], target("int8"), metadata, images,
                                               options.calib_method, verifier, scheme)
     written = list(onnx_files.values())
@@ -132,15 +150,10 @@ def export(checkpoint: str | Path, options: ExportOptions) -> list[Path]:
         if trt is None:
             raise RDDError(f"{TENSORRT_MISSING} (the ONNX files were written: "
                            f"{', '.join(path.name for path in written)})")
-        calibration = None
-        if images:
-            calibration = ImageCalibrationReader(images, size, options.batch, metadata["input_layout"], mean, std,
-                                                 channel_order=metadata["channel_order"])
-        engine = export_engine(onnx_files, target(options.precision, "tensorrt"), metadata, options.precision,
-                               options.batch, options.workspace_gib,
-                               options.timing_cache or out / "tensorrt.timing.cache", calibration,
-                               options.calib_method, verifier, trt)
-        written += [engine, sidecar_path(engine)]
+        written += build_engine(onnx_files[source], out, EngineOptions(
+            options.precision, batch=options.batch, workspace_gib=options.workspace_gib,
+            timing_cache=options.timing_cache, implicit_int8=options.trt_calibrate,
+            calib_method=options.calib_method, calib_images=images or None), photos)
     files = ", ".join(f"{path} ({human_size(path.stat().st_size)})" for path in written)
     console.print(f"[bold green]Export complete[/]: {files}", highlight=False)
     return written

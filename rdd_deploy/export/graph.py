@@ -17,13 +17,13 @@ from rdd_deploy.errors import RDDError
 from rdd_deploy.export.formats import reported
 from rdd_deploy.export.verify import Verifier, onnx_runner
 from rdd_deploy.models import FullResolution
+from rdd_deploy.runtime.model_info import decode_metadata
 from rdd_deploy.runtime.preprocess import affine_constants, source_channels
 
 OPSET = 17  # the oldest opset the issue allows: parsed by every TensorRT 10 (JetPack 6) and ONNX Runtime >= 1.14
 INPUT_NAME = "images"
 LAYOUTS = {False: "NCHW_float", True: "NHWC_uint8"}
 METADATA_FORMAT = "1"
-STRING_KEYS = ("rdd_deploy.format", "model_name", "input_layout", "precision", "channel_order")  # stored unquoted
 
 
 class BatchNormXd(nn.modules.batchnorm._BatchNorm):
@@ -113,7 +113,7 @@ def encode_metadata(metadata: dict[str, Any]) -> dict[str, str]:
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """The metadata of an exported ONNX file as native values (the inverse of `encode_metadata`)."""
     props = {prop.key: prop.value for prop in onnx.load(str(path), load_external_data=False).metadata_props}
-    return {key: value if key in STRING_KEYS else json.loads(value) for key, value in props.items()}
+    return decode_metadata(props)
 
 
 def set_metadata(model: onnx.ModelProto, metadata: dict[str, Any]) -> None:

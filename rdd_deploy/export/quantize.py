@@ -18,13 +18,13 @@ from onnxruntime.quantization import CalibrationDataReader
 from rdd_deploy.atomic import atomic_path
 from rdd_deploy.errors import RDDError
 from rdd_deploy.export.formats import reported
-from rdd_deploy.export.graph import LAYOUTS, check, set_metadata
+from rdd_deploy.export.graph import check, set_metadata
 from rdd_deploy.export.verify import Verifier, onnx_runner
-from rdd_deploy.runtime.preprocess import normalize_batch, resize_image
+from rdd_deploy.runtime.preprocess import InputBatches
 
 
-class ImageCalibrationReader(CalibrationDataReader):
-    """Real images in the model's input layout, one batch per item, for ORT's and TensorRT 10's calibrators.
+class ImageCalibrationReader(InputBatches, CalibrationDataReader):
+    """Real images in the model's input layout, one batch per item, for ORT's calibrators.
 
     Implements __len__/set_range so calibration can run batch by batch (see `calibrate`): ORT keeps every
     intermediate tensor of the batches it is given, which for 200 full-size images would not fit in memory.
@@ -33,25 +33,13 @@ class ImageCalibrationReader(CalibrationDataReader):
     def __init__(self, images: list[np.ndarray], input_size: tuple[int, int], batch: int, layout: str,
                  mean: tuple[float, ...], std: tuple[float, ...], input_name: str = "images",
                  channel_order: str = "RGB") -> None:
-        count = batch * max(1, len(images) // batch)  # a static-batch graph needs whole batches
-        pixels = [resize_image(images[i % len(images)], input_size) for i in range(count)]
-        self.batches = [np.stack(pixels[i:i + batch]) for i in range(0, count, batch)]
-        self.layout, self.mean, self.std, self.input_name = layout, mean, std, input_name
-        self.channel_order = channel_order
+        InputBatches.__init__(self, images, input_size, batch, layout, mean, std, channel_order)
+        self.input_name = input_name
         self.position, self.end = 0, len(self.batches)
-
-    def __len__(self) -> int:
-        return len(self.batches)
 
     def set_range(self, start_index: int, end_index: int) -> None:
         """Make `get_next` yield batches start_index .. end_index - 1 (ORT's name and signature)."""
         self.position, self.end = start_index, end_index
-
-    def batch_input(self, index: int) -> np.ndarray:
-        """Batch `index` as the model takes it: raw uint8 NHWC (fused) or normalised float32 NCHW."""
-        pixels = self.batches[index]
-        return pixels if self.layout == LAYOUTS[True] else normalize_batch(pixels, self.mean, self.std,
-                                                                             self.channel_order)
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         """The next input feed of the current range, None after its end."""

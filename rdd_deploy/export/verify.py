@@ -1,4 +1,5 @@
-"""Every export checks itself: ONNX Runtime against PyTorch on the same real photos and the same preprocessing."""
+"""Every export checks itself against a reference on the same real photos and the same preprocessing: each ONNX
+file against PyTorch, each TensorRT engine against ONNX Runtime running the ONNX file it was built from."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import Any
+
 import numpy as np
-import torch
 from rich.table import Table
 
 from rdd_deploy.errors import RDDError
@@ -15,13 +17,13 @@ from rdd_deploy.export.formats import console
 from rdd_deploy.runtime.parity import TOLERANCES
 from rdd_deploy.runtime.preprocess import normalize_batch, resize_image
 
-# Share of pixels whose argmax must agree with PyTorch FP32: the runtime's parity tolerances, as fractions.
+# Share of pixels whose argmax must agree with the reference: the runtime's parity tolerances, as fractions.
 MIN_AGREEMENT = {precision: agreement / 100.0 for precision, (agreement, _) in TOLERANCES.items()}
 
 
 @dataclass(frozen=True)
 class Agreement:
-    """How an exported model's output compares with PyTorch's on one input shape."""
+    """How an exported model's output compares with the reference's on one input shape."""
 
     shape: tuple[int, ...]
     images: int
@@ -41,6 +43,26 @@ def check_shapes(input_size: tuple[int, int], batch: int, dynamic: bool) -> list
 
 
 Runner = Callable[[np.ndarray], list[np.ndarray]]  # one input batch -> the model's outputs (logits[, mask])
+Reference = Callable[[np.ndarray], np.ndarray]  # NxHxWx3 uint8 pixels -> the reference's logits
+
+
+def torch_reference(model: Any, mean: tuple[float, ...], std: tuple[float, ...],
+                    channel_order: str = "RGB") -> Reference:
+    """PyTorch FP32 logits of a full-resolution model for raw pixels, normalised by the runtime's code."""
+    import torch
+
+    def run(pixels: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return model(torch.from_numpy(normalize_batch(pixels, mean, std, channel_order))).numpy()
+
+    return run
+
+
+def onnx_reference(path: Path, fused: bool, mean: tuple[float, ...], std: tuple[float, ...],
+                   channel_order: str = "RGB") -> Reference:
+    """ONNX Runtime CPU logits of an exported ONNX file for raw pixels, fed as that file takes them."""
+    run = onnx_runner(path)
+    return lambda pixels: run(pixels if fused else normalize_batch(pixels, mean, std, channel_order))[0]
 
 
 def onnx_runner(path: Path) -> Runner:
@@ -55,24 +77,22 @@ def onnx_runner(path: Path) -> Runner:
 
 
 class Verifier:
-    """Holds the PyTorch model and the photos; checks an exported model against PyTorch FP32 at each shape."""
+    """Holds the reference and the photos; checks an exported model against the reference at each shape."""
 
-    def __init__(self, model: torch.nn.Module, photos: list[np.ndarray], mean: tuple[float, ...],
+    def __init__(self, reference: Reference, photos: list[np.ndarray], mean: tuple[float, ...],
                  std: tuple[float, ...], fused: bool, shapes: list[tuple[int, int, int]],
-                 channel_order: str = "RGB") -> None:
-        self.model, self.photos, self.mean, self.std, self.fused, self.shapes = model, photos, mean, std, fused, shapes
-        self.channel_order = channel_order
+                 channel_order: str = "RGB", reference_name: str = "PyTorch FP32") -> None:
+        self.reference, self.photos, self.mean, self.std, self.fused = reference, photos, mean, std, fused
+        self.shapes, self.channel_order, self.reference_name = shapes, channel_order, reference_name
         self._cache: dict[tuple[int, int, int], tuple[np.ndarray, np.ndarray]] = {}
 
     def _batches(self, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
-        """Photos resized to H x W (cycled to fill whole batches of N) and PyTorch's logits for them."""
+        """Photos resized to H x W (cycled to fill whole batches of N) and the reference's logits for them."""
         if shape not in self._cache:
             n, h, w = shape
             count = n * -(-len(self.photos) // n)
             pixels = np.stack([resize_image(self.photos[i % len(self.photos)], (h, w)) for i in range(count)])
-            with torch.no_grad():
-                logits = torch.cat([self.model(torch.from_numpy(self._normalize(pixels[i:i + n])))
-                                    for i in range(0, count, n)]).numpy()
+            logits = np.concatenate([self.reference(pixels[i:i + n]) for i in range(0, count, n)]).astype(np.float32)
             self._cache[shape] = (pixels, logits)
         return self._cache[shape]
 
@@ -80,7 +100,7 @@ class Verifier:
         return normalize_batch(pixels, self.mean, self.std, self.channel_order)
 
     def compare(self, run: Runner, shapes: list[tuple[int, int, int]] | None = None) -> list[Agreement]:
-        """Run an exported model on every check shape and measure it against PyTorch."""
+        """Run an exported model on every check shape and measure it against the reference."""
         results = []
         for shape in shapes or self.shapes:
             pixels, reference = self._batches(shape)
@@ -102,7 +122,7 @@ class Verifier:
               shapes: list[tuple[int, int, int]] | None = None) -> list[Agreement]:
         """Compare, print a table, and raise RDDError when agreement is below the precision's minimum."""
         results = self.compare(run, shapes)
-        print_agreement(label, precision, backend, results)
+        print_agreement(label, precision, backend, results, self.reference_name)
         required = MIN_AGREEMENT[precision]
         for result in results:
             n, h, w = result.shape
@@ -110,14 +130,15 @@ class Verifier:
                 raise RDDError(f"{label}: {result.nonfinite} logits are NaN or infinite at {n}x{h}x{w} (activations "
                                f"beyond the {precision} range); file not written: export fp32 or int8 instead")
             if result.agreement < required:
-                raise RDDError(f"{label}: argmax agrees with PyTorch on {result.agreement:.3%} of pixels at "
+                raise RDDError(f"{label}: argmax agrees with {self.reference_name} on {result.agreement:.3%} of pixels at "
                                f"{n}x{h}x{w}, below the {required:.1%} required for {precision}; file not written")
         return results
 
 
-def print_agreement(label: str, precision: str, backend: str, results: list[Agreement]) -> None:
+def print_agreement(label: str, precision: str, backend: str, results: list[Agreement],
+                    reference_name: str = "PyTorch FP32") -> None:
     """One rich table: shape, images, argmax agreement, max and mean absolute logit error, pass/fail."""
-    table = Table(title=f"{label} ({backend}) vs PyTorch FP32 on real images", title_justify="left")
+    table = Table(title=f"{label} ({backend}) vs {reference_name} on real images", title_justify="left")
     for column in ("N x H x W", "images", "argmax agreement", "max |Δlogit|", "mean |Δlogit|", ""):
         table.add_column(column, justify="right")
     for r in results:

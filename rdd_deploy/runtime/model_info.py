@@ -13,6 +13,15 @@ FORMAT_VERSION = "1"
 LAYOUTS = ("NCHW_float", "NHWC_uint8")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")  # bf16: an FP32 file run by OpenVINO at bf16
 ENGINE_KEYS = ("tensorrt_version", "device_name", "compute_capability")
+STRING_KEYS = ("rdd_deploy.format", "model_name", "input_layout", "precision", "channel_order")  # unquoted in ONNX
+
+
+def decode_metadata(props: dict[str, str]) -> dict[str, Any]:
+    """ONNX metadata_props (plain strings for STRING_KEYS, JSON for the rest) as native values."""
+    try:
+        return {key: value if key in STRING_KEYS else json.loads(value) for key, value in props.items()}
+    except json.JSONDecodeError as exc:
+        raise RDDError(f"ONNX metadata is not valid JSON: {exc}") from None
 
 
 @dataclass(frozen=True)

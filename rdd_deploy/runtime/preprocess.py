@@ -103,3 +103,27 @@ def class_map(logits: np.ndarray) -> np.ndarray:
         np.maximum(best, logits[index], out=best)
         np.copyto(classes, index, where=better)
     return classes
+
+
+class InputBatches:
+    """Images resized to the model's input size in whole batches, fed in the model's input layout one at a time.
+
+    Pixels stay uint8 until a batch is asked for: 200 calibration images at 512x1024 are 0.3 GB as uint8, 1.3 GB
+    as float32.
+    """
+
+    def __init__(self, images: list[np.ndarray], input_size: tuple[int, int], batch: int, layout: str,
+                 mean: tuple[float, ...], std: tuple[float, ...], channel_order: str = "RGB") -> None:
+        count = batch * max(1, len(images) // batch)  # a static-batch graph needs whole batches
+        pixels = [resize_image(images[i % len(images)], input_size) for i in range(count)]
+        self.batches = [np.stack(pixels[i:i + batch]) for i in range(0, count, batch)]
+        self.layout, self.mean, self.std, self.channel_order = layout, mean, std, channel_order
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def batch_input(self, index: int) -> np.ndarray:
+        """Batch `index` as the model takes it: raw uint8 NHWC (fused) or normalised float32 NCHW."""
+        pixels = self.batches[index]
+        return pixels if self.layout == "NHWC_uint8" else normalize_batch(pixels, self.mean, self.std,
+                                                                          self.channel_order)

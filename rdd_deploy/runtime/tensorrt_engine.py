@@ -5,8 +5,10 @@ The plan file is the raw serialized engine; its metadata lives beside it in `<pl
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -28,7 +30,7 @@ def read_sidecar(plan: Path) -> dict[str, Any]:
     """Load the JSON sidecar of a plan file; one clear error when it is missing or not a JSON object."""
     path = sidecar_path(plan)
     if not path.is_file():
-        raise RDDError(f"{plan} has no metadata sidecar {path} (written by `rdd-deploy export --trt`)")
+        raise RDDError(f"{plan} has no metadata sidecar {path} (written by `rdd-deploy engine` or `export --trt`)")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -38,8 +40,23 @@ def read_sidecar(plan: Path) -> dict[str, Any]:
     return data
 
 
-def _import_cudart() -> Any:
-    """cuda-python's runtime bindings: `cuda.bindings.runtime` (12.6+), else the older `cuda.cudart`."""
+def import_tensorrt() -> ModuleType:
+    """The tensorrt module, or one RDDError line saying what to install where."""
+    try:
+        import tensorrt
+    except ImportError:
+        raise RDDError(TENSORRT_MISSING) from None
+    return tensorrt
+
+
+@functools.cache
+def shared_logger(trt: ModuleType) -> Any:
+    """The process's one trt.Logger: TensorRT keeps the first logger it is given and warns about any other."""
+    return trt.Logger(trt.Logger.WARNING)
+
+
+def import_cudart() -> Any:
+    """cuda-python's runtime bindings: `cuda.bindings.runtime` (12.6.1+), else the older `cuda.cudart`."""
     try:
         from cuda.bindings import runtime as cudart
     except ImportError:
@@ -50,32 +67,54 @@ def _import_cudart() -> Any:
     return cudart
 
 
+def native_handle(cuda_object: Any) -> int:
+    """The address behind a cuda-python handle (a stream): `get_cuda_native_handle` where cuda-bindings has it
+    (12.9.1/13.0 deprecate int(handle)), int(handle) on the older releases that lack it."""
+    try:
+        from cuda.bindings.utils import get_cuda_native_handle
+    except ImportError:
+        return int(cuda_object)
+    return int(get_cuda_native_handle(cuda_object))
+
+
+def check_cuda(cudart: Any, result: tuple, what: str) -> Any:
+    """Unpack a cuda-python call's (error, value...) tuple, raising RDDError on any CUDA error."""
+    err, *values = result
+    if err != cudart.cudaError_t.cudaSuccess:
+        raise RDDError(f"CUDA call {what} failed: {getattr(err, 'name', err)}")
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def gpu_properties(cudart: Any, device: int = 0) -> tuple[str, str]:
+    """(name, compute capability "major.minor") of a CUDA device."""
+    props = check_cuda(cudart, cudart.cudaGetDeviceProperties(device), "cudaGetDeviceProperties")
+    name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
+    return name.rstrip(chr(0)), f"{props.major}.{props.minor}"
+
+
 class TensorRTEngine:
     """A deserialized TensorRT engine behind the Engine interface; buffers grow only when shapes grow."""
 
     backend = "tensorrt"
 
-    def __init__(self, path: Path) -> None:
-        try:
-            import tensorrt as trt
-        except ImportError:
-            raise RDDError(TENSORRT_MISSING) from None
-        self._trt, self._cudart = trt, _import_cudart()
-        self.metadata = read_sidecar(path)
-        props = self._check(self._cudart.cudaGetDeviceProperties(0), "cudaGetDeviceProperties")
-        name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
-        gpu = f"{name.rstrip(chr(0))} (compute capability {props.major}.{props.minor})"
+    def __init__(self, path: Path, plan: bytes | None = None, metadata: dict[str, Any] | None = None) -> None:
+        """Load `path` and its sidecar, or (export verification) the in-memory `plan` with its `metadata`."""
+        trt = import_tensorrt()
+        self._trt, self._cudart = trt, import_cudart()
+        self.metadata = read_sidecar(path) if metadata is None else metadata
+        gpu = "{} (compute capability {})".format(*gpu_properties(self._cudart))
         self.device, self.provider = gpu, f"TensorRT {trt.__version__}"
-        self._logger = trt.Logger(trt.Logger.WARNING)
-        self._runtime = trt.Runtime(self._logger)
-        self._engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
+        self._runtime = trt.Runtime(shared_logger(trt))
+        self._engine = self._runtime.deserialize_cuda_engine(path.read_bytes() if plan is None else plan)
         if self._engine is None:
             built = (f"TensorRT {self.metadata.get('tensorrt_version', '?')} on "
                      f"{self.metadata.get('device_name', '?')} (compute capability "
                      f"{self.metadata.get('compute_capability', '?')})")
             raise RDDError(f"TensorRT {trt.__version__} on {gpu} cannot load {path}, built with {built}: an engine "
                            "only loads on the GPU model and TensorRT version that built it (or the file is corrupt); "
-                           "rebuild it here with `rdd-deploy export --trt`")
+                           "rebuild it here with `rdd-deploy engine MODEL.onnx`")
         self._context = self._engine.create_execution_context()
         names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
         inputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
@@ -92,15 +131,13 @@ class TensorRTEngine:
         if None in self.input_shape:
             low, _, high = self._engine.get_tensor_profile_shape(self.input_name, 0)
             self.shape_limits = (tuple(low), tuple(high))
+        # A stream of its own: on the legacy default stream TensorRT warns and synchronises with all other work.
         self._stream = self._check(self._cudart.cudaStreamCreate(), "cudaStreamCreate")
+        self._stream_handle = native_handle(self._stream)
         self._buffers: dict[str, tuple[int, int]] = {}  # tensor name -> (device pointer, capacity in bytes)
 
     def _check(self, result: tuple, what: str) -> Any:
-        """Unpack a cuda-python call's (error, value...) tuple, raising on any CUDA error."""
-        err, *values = result
-        if err != self._cudart.cudaError_t.cudaSuccess:
-            raise RDDError(f"CUDA call {what} failed: {getattr(err, 'name', err)}")
-        return values[0] if len(values) == 1 else tuple(values)
+        return check_cuda(self._cudart, result, what)
 
     def _device_buffer(self, name: str, nbytes: int) -> int:
         """A device allocation of at least nbytes for a tensor, reallocated only when it must grow."""
@@ -132,7 +169,7 @@ class TensorRTEngine:
         kinds = cudart.cudaMemcpyKind
         self._check(cudart.cudaMemcpyAsync(source, batch.ctypes.data, batch.nbytes,
                                            kinds.cudaMemcpyHostToDevice, self._stream), "cudaMemcpyAsync")
-        if not self._context.execute_async_v3(int(self._stream)):
+        if not self._context.execute_async_v3(self._stream_handle):
             raise RDDError(f"TensorRT execution failed for input shape {batch.shape}")
         self._check(cudart.cudaMemcpyAsync(logits.ctypes.data, self._buffers[self.output_name][0], logits.nbytes,
                                            kinds.cudaMemcpyDeviceToHost, self._stream), "cudaMemcpyAsync")

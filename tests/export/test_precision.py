@@ -13,6 +13,7 @@ import pytest
 from rdd_deploy.export import ExportOptions, Verifier, export, export_onnx_int8
 from rdd_deploy.export.graph import read_metadata
 from rdd_deploy.export.quantize import TENSORRT_SCHEME, ImageCalibrationReader, calibrate, cpu_scheme
+from rdd_deploy.export.verify import torch_reference
 from rdd_deploy.models import FullResolution
 from rdd_deploy.runtime.parity import TOLERANCES
 
@@ -29,8 +30,8 @@ def variants(trained: dict, photos: list[np.ndarray], tmp_path_factory: pytest.T
     out = tmp_path_factory.mktemp("variants")
     fp32, fp16 = export(trained["checkpoint"], ExportOptions(precision="fp16", input_size=SIZE, out=out))
     model, _ = model_from_checkpoint(trained["checkpoint"])
-    verifier = Verifier(FullResolution(model).eval(), photos + trained["held_out"], tuple(MEAN), tuple(STD), False,
-                        [(1, *SIZE)])
+    verifier = Verifier(torch_reference(FullResolution(model).eval(), MEAN, STD), photos + trained["held_out"],
+                        tuple(MEAN), tuple(STD), False, [(1, *SIZE)])
     int8 = export_onnx_int8(fp32, out / "r18_int8.onnx", read_metadata(fp32), trained["calibration"], "minmax",
                             verifier)
     return {"fp32": fp32, "fp16": fp16, "int8": int8}
@@ -102,7 +103,8 @@ def test_overflowing_logits_fail_verification_with_the_reason(photos: list[np.nd
 
     from rdd_deploy.errors import RDDError
 
-    verifier = Verifier(torch.nn.Conv2d(3, 3, 1).eval(), photos[:1], tuple(MEAN), tuple(STD), False, [(1, 32, 32)])
+    verifier = Verifier(torch_reference(torch.nn.Conv2d(3, 3, 1).eval(), MEAN, STD), photos[:1], tuple(MEAN),
+                        tuple(STD), False, [(1, 32, 32)])
 
     def overflowing(feed: np.ndarray) -> list[np.ndarray]:
         logits = np.zeros((1, 3, 32, 32), np.float32)

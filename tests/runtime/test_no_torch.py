@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from rdd_deploy.runtime.tensorrt_engine import TENSORRT_MISSING
 
 SCRIPT = """
 import sys
@@ -32,3 +39,45 @@ def test_runtime_runs_without_torch(dynamic_onnx: Path, backend: str) -> None:
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "(48, 80) 1.0"
+
+
+ENGINE_SCRIPT = """
+import sys
+sys.modules["torch"] = None
+if sys.argv[1] == "doubles":  # strict TensorRT 11.1 and cuda-python doubles stand in for the GPU install
+    import types, trt_doubles
+    trt_doubles.install(types.SimpleNamespace(setitem=dict.__setitem__), trt_doubles.World("11.1.0.8"))
+else:
+    sys.modules["tensorrt"] = None  # an install without TensorRT, even where one exists
+from rdd_deploy.cli import run
+sys.argv = ["rdd-deploy", "engine", *sys.argv[2:]]
+try:
+    run()
+finally:
+    assert sys.modules["torch"] is None
+"""
+
+
+def run_engine(mode: str, *args: str) -> subprocess.CompletedProcess:
+    tests = str(Path(__file__).resolve().parents[1])
+    return subprocess.run([sys.executable, "-c", ENGINE_SCRIPT, mode, *args], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "PYTHONPATH": os.pathsep.join([tests, *sys.path])})
+
+
+def test_engine_command_without_torch_stops_at_tensorrt_in_one_line(dynamic_onnx: Path, tmp_path: Path) -> None:
+    result = run_engine("no-tensorrt", str(dynamic_onnx), "--out", str(tmp_path))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [f"error: {TENSORRT_MISSING}"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_engine_command_without_torch_builds_verifies_and_writes_the_sidecar(dynamic_onnx: Path, tmp_path: Path,
+                                                                             photo: np.ndarray) -> None:
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    result = run_engine("doubles", str(dynamic_onnx), "--out", str(tmp_path / "out"), "--data",
+                        str(tmp_path / "photo.png"), "--batch", "2")
+    assert result.returncode == 0, result.stderr
+    assert "vs ONNX Runtime on dynamic.onnx" in result.stderr and "Engine complete" in result.stderr
+    sidecar = json.loads((tmp_path / "out" / "tiny_64x64_dyn.engine.json").read_text())
+    assert sidecar["tensorrt_version"] == "11.1.0.8" and sidecar["build"]["source_onnx"] == "dynamic.onnx"
+    assert sidecar["profiles"][0]["max"] == [2, 3, 64, 64]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
 
 import numpy as np
 import pytest
+import trt_doubles
+from trt_doubles import World
 
 from rdd_deploy.errors import RDDError
 from rdd_deploy.runtime import Segmenter
@@ -34,28 +34,9 @@ def test_missing_tensorrt_says_what_to_install(tmp_path: Path, make_metadata) ->
     assert str(error.value) == TENSORRT_MISSING
 
 
-def fake_tensorrt_modules() -> dict[str, ModuleType]:
-    """Just enough of tensorrt and cuda-python for an engine that fails to deserialize."""
-    trt = ModuleType("tensorrt")
-    trt.__version__ = "10.3.0"
-    trt.Logger = type("Logger", (), {"WARNING": 2, "__init__": lambda self, level: None})
-    trt.Runtime = type("Runtime", (), {"__init__": lambda self, logger: None,
-                                       "deserialize_cuda_engine": lambda self, plan: None})
-    success = object()
-    props = SimpleNamespace(name=b"NVIDIA H100 80GB HBM3", major=9, minor=0)
-    cudart = ModuleType("cuda.bindings.runtime")
-    cudart.cudaError_t = SimpleNamespace(cudaSuccess=success)
-    cudart.cudaGetDeviceProperties = lambda device: (success, props)
-    bindings = ModuleType("cuda.bindings")
-    bindings.runtime = cudart
-    cuda = ModuleType("cuda")
-    cuda.bindings = bindings
-    return {"tensorrt": trt, "cuda": cuda, "cuda.bindings": bindings, "cuda.bindings.runtime": cudart}
-
-
 def test_engine_from_another_gpu_names_both(tmp_path: Path, make_metadata, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, module in fake_tensorrt_modules().items():
-        monkeypatch.setitem(sys.modules, name, module)
+    trt_doubles.install(monkeypatch, World("10.3.0", device="NVIDIA H100 80GB HBM3", capability=(9, 0),
+                                           fail={"deserialize"}))
     meta = make_metadata(tensorrt_version="10.3.0", device_name="Orin", compute_capability="8.7")
     plan = write_engine(tmp_path / "model.engine", b"plan", meta)
     with pytest.raises(RDDError, match=r"TensorRT 10\.3\.0 on NVIDIA H100 80GB HBM3 \(compute capability 9\.0\) "
@@ -65,32 +46,40 @@ def test_engine_from_another_gpu_names_both(tmp_path: Path, make_metadata, monke
 
 
 def test_engine_without_sidecar(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, module in fake_tensorrt_modules().items():
-        monkeypatch.setitem(sys.modules, name, module)
+    trt_doubles.install(monkeypatch, World("11.1.0"))
     plan = tmp_path / "model.engine"
     plan.write_bytes(b"plan")
     with pytest.raises(RDDError, match="has no metadata sidecar .*model.engine.json"):
         Segmenter.from_file(plan)
 
 
-@pytest.mark.trt
-@needs_tensorrt
-def test_built_engine_matches_onnxruntime(dynamic_onnx: Path, make_metadata, tmp_path: Path) -> None:
+@pytest.fixture(params=["doubles", pytest.param("tensorrt", marks=[pytest.mark.trt, needs_tensorrt])])
+def tensorrt_api(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> World | None:
+    """The strict TensorRT 10.16 / cuda-python doubles (their World), or the real TensorRT on a GPU (None)."""
+    if request.param == "tensorrt":
+        return None
+    world = World("10.16.0.72")
+    trt_doubles.install(monkeypatch, world)
+    return world
+
+
+def test_built_engine_matches_onnxruntime(tensorrt_api: World | None, dynamic_onnx: Path, make_metadata,
+                                          tmp_path: Path) -> None:
     import tensorrt as trt
 
-    from rdd_deploy.runtime.tensorrt_engine import _import_cudart
+    from rdd_deploy.runtime.tensorrt_engine import import_cudart
 
     logger = trt.Logger(trt.Logger.ERROR)
     builder = trt.Builder(logger)
     network = builder.create_network(0)
     parser = trt.OnnxParser(network, logger)
-    assert parser.parse(dynamic_onnx.read_bytes())
+    assert parser.parse_from_file(str(dynamic_onnx))
     config = builder.create_builder_config()
     profile = builder.create_optimization_profile()
     profile.set_shape("images", (1, 3, 32, 32), (1, 3, 64, 64), (2, 3, 128, 128))
     config.add_optimization_profile(profile)
     plan = builder.build_serialized_network(network, config)
-    _, props = _import_cudart().cudaGetDeviceProperties(0)
+    _, props = import_cudart().cudaGetDeviceProperties(0)
     gpu = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
     meta = make_metadata(tensorrt_version=trt.__version__, device_name=gpu,
                          compute_capability=f"{props.major}.{props.minor}")
@@ -103,3 +92,6 @@ def test_built_engine_matches_onnxruntime(dynamic_onnx: Path, make_metadata, tmp
         np.testing.assert_allclose(segmenter.logits(image), reference.logits(image), atol=1e-3)
     with pytest.raises(RDDError, match="takes images from 32x32 to 128x128 pixels"):
         segmenter.predict(np.zeros((200, 64, 3), np.uint8))
+    if tensorrt_api is not None:  # the doubles saw every run on the engine's own stream, none through int()
+        assert len(tensorrt_api.executions) == 2 and set(tensorrt_api.executions) == set(tensorrt_api.streams)
+        assert tensorrt_api.int_handles == 0
