@@ -108,3 +108,15 @@ def test_students_data_is_a_subset_with_every_class_and_a_low_floor() -> None:
     assert (counts / counts.sum() >= 0.02).all()  # every object class is worth scoring
     floor = majority_floor(val)
     assert floor == counts[0] / counts.sum() / len(NAMES) and 0.05 < floor < 0.10
+
+
+@pytest.mark.slow
+def test_train_teacher_option_trains_the_recipe_instead_of_the_packaged_file(tmp_path: Path) -> None:
+    from rdd_deploy.quickstart import PACKAGED_TEACHER, TEACHER, quickstart
+
+    summary = quickstart(tmp_path / "qs", scale=0.002, train_teacher=True)
+    teacher = summary["runs"][0]
+    assert teacher["checkpoint"] == str(tmp_path / "qs" / "teacher" / "best.pt") != str(PACKAGED_TEACHER)
+    model, meta = model_from_checkpoint(teacher["checkpoint"])
+    assert meta["dataset"] == TEACHER["data"]["dataset"] and model.aux_head is not None
+    assert all(Path(run["checkpoint"]).is_file() for run in summary["runs"])
