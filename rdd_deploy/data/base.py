@@ -118,15 +118,20 @@ class SegmentationDataset:
         return to_tensors(image, label, self.augment)
 
 
+def augment_pixels(image: np.ndarray, label: np.ndarray, augment: Augment) -> tuple[np.ndarray, np.ndarray]:
+    """The training augmentation on uint8 pixels (scale, pad with the mean colour, crop, flip), no normalisation."""
+    from rdd_deploy.data.transforms import train_transform
+
+    pad_colour = tuple(augment.mean[c] for c in source_channels(augment.channel_order))  # the mean as RGB
+    return train_transform(image, label, augment.crop_size, augment.scale_range, augment.flip, pad_colour)
+
+
 def to_tensors(image: np.ndarray, label: np.ndarray, augment: Augment) -> tuple[torch.Tensor, torch.Tensor]:
     """Augment (when training) on uint8 pixels, then normalise with the runtime's one `normalize`."""
     import torch
 
-    from rdd_deploy.data.transforms import train_transform
     if augment.crop_size is not None:
-        pad_colour = tuple(augment.mean[c] for c in source_channels(augment.channel_order))  # the mean as RGB
-        image, label = train_transform(image, label, augment.crop_size, augment.scale_range, augment.flip,
-                                       pad_colour)
+        image, label = augment_pixels(image, label, augment)
     image = normalize(image, augment.mean, augment.std, augment.channel_order)
     # astype copies: a reader may cache its arrays (the synthetic set does), and a tensor must not alias them
     return torch.from_numpy(image), torch.from_numpy(label.astype(np.int64))

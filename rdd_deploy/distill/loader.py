@@ -17,7 +17,7 @@ import torch
 import numpy as np
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from rdd_deploy.data.transforms import train_transform
+from rdd_deploy.data.base import augment_pixels
 from rdd_deploy.distill.distributed import DistEnv
 from rdd_deploy.distill.preemption import ignore_stop_signals
 from rdd_deploy.errors import RDDError
@@ -40,9 +40,7 @@ class SeededAugmentation(Dataset):
         epoch, index = key
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(hash((self.seed, epoch, index)) & 0x7FFF_FFFF_FFFF_FFFF)
-            augment = self.dataset.augment
-            image, label = train_transform(*self.dataset.raw(index), augment.crop_size, augment.scale_range,
-                                           augment.flip, augment.mean)
+            image, label = augment_pixels(*self.dataset.raw(index), self.dataset.augment)
         return torch.from_numpy(image), torch.from_numpy(label.astype(np.int64))  # a copy: readers may cache arrays
 
 

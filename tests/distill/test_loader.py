@@ -63,3 +63,15 @@ def test_batches_travel_as_uint8_and_normalise_on_the_device_exactly_as_the_runt
         normalized = DeviceNormalizer(IMAGENET_MEAN, IMAGENET_STD, torch.device("cpu"), channels_last)(images)
         assert torch.equal(normalized, expected)
         assert normalized.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+def test_training_batches_pad_with_the_mean_colour_in_rgb_for_a_bgr_network() -> None:
+    # the caffe convention lists its mean in BGR; the uint8 RGB pixels are padded with that mean as RGB
+    from rdd_deploy.runtime.preprocess import NORMALIZATIONS
+
+    channel_order, mean, std = NORMALIZATIONS["caffe"]
+    dataset = build_dataset("synthetic:size=32,train=2", "train", crop_size=(40, 40), scale_range=None, flip=False,
+                            mean=mean, std=std, channel_order=channel_order)
+    images, labels = next(batches(dataset, 2, DistEnv(0, 1, 0, torch.device("cpu")), seed=0, workers=0))
+    assert images.dtype == torch.uint8 and images.shape == (2, 40, 40, 3)
+    assert images[0, 39, 39].tolist() == [round(255 * m) for m in reversed(mean)] and labels[0, 39, 39] == 255
