@@ -228,7 +228,7 @@ def main() -> None:
     parser.add_argument("--teacher", type=Path, help="teacher checkpoint (default: the packaged one on CPU)")
     parser.add_argument("--quick", action="store_true", help="2 seeds, 5 variants, a quarter of the iterations")
     args = parser.parse_args()
-    budget = dict(BUDGETS[args.device])
+    budget = BUDGETS[args.device]
     seeds, variants = (args.seeds[:2], [v for v in args.variants if v in QUICK_VARIANTS]) if args.quick \
         else (args.seeds, args.variants)
     iters = args.student_iters or (budget["student_iters"] // (4 if args.quick else 1))
@@ -251,38 +251,29 @@ def main() -> None:
     teacher_miou = float(load_checkpoint(teacher)["meta"]["miou"])
 
     pairs = [(seed, name) for seed in seeds for name in variants]  # seed-major: a partial study stays paired
-    runs: dict[str, dict[int, float]] = {}
     threads = max(1, (os.cpu_count() or 1) // jobs) if args.device == "cpu" else 1
-
-    def record(seed: int, name: str, miou: float) -> None:
-        runs.setdefault(name, {})[seed] = miou
-        print(f"{name:14s} seed {seed}: {100 * miou:.2f}", flush=True)
-        result = {
-            "settings": {"data": data, "teacher": str(teacher), "teacher_model": TEACHER["model"],
-                         "student_model": STUDENT["model"], "student_iters": iters, "seeds": seeds,
-                         "variants": variants, "batch_size": STUDENT["optim"]["batch_size"],
-                         "lr": STUDENT["optim"]["lr"], "jobs": jobs, "threads_per_run": threads,
-                         "device_kind": args.device, "date": time.strftime("%Y-%m-%d"), "device": device_info(),
-                         "minutes_this_call": round((time.time() - started) / 60, 1)},
-            "teacher_miou": teacher_miou, "majority_floor": floor,
-            "students": summarise({n: runs[n] for n in variants if n in runs}),
-        }
-        if args.json:
-            atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
-        state["result"] = result
-
+    settings = {"data": data, "teacher": str(teacher), "teacher_model": TEACHER["model"],
+                "student_model": STUDENT["model"], "student_iters": iters, "seeds": seeds, "variants": variants,
+                "batch_size": STUDENT["optim"]["batch_size"], "lr": STUDENT["optim"]["lr"], "jobs": jobs,
+                "threads_per_run": threads, "device_kind": args.device, "date": time.strftime("%Y-%m-%d"),
+                "device": device_info()}
     floor = majority_floor(build_dataset(data, "val"))
-    state: dict[str, Any] = {}
     configs = {(seed, name): student_config(name, seed, teacher, data, size, iters) for seed, name in pairs}
+    runs: dict[str, dict[int, float]] = {}
     with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
         futures = {pool.submit(train_run, configs[pair], args.out / f"{slug(pair[1])}_seed{pair[0]}", args.device,
                                threads): pair for pair in pairs}
         for future, (seed, name) in futures.items():  # in submission order, so the JSON grows seed by seed
-            record(seed, name, future.result())
-    print("\n" + markdown(state["result"]))
+            runs.setdefault(name, {})[seed] = future.result()
+            print(f"{name:14s} seed {seed}: {100 * runs[name][seed]:.2f}", flush=True)
+            result = {"settings": {**settings, "minutes_this_call": round((time.time() - started) / 60, 1)},
+                      "teacher_miou": teacher_miou, "majority_floor": floor,
+                      "students": summarise({n: runs[n] for n in variants if n in runs})}
+            if args.json:
+                atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
+    print("\n" + markdown(result))
     if args.figure:
-        figure(state["result"], args.figure)
-
+        figure(result, args.figure)
 
 if __name__ == "__main__":
     main()

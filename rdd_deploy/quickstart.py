@@ -25,8 +25,8 @@ from rdd_deploy.atomic import atomic_write_text
 
 TEACHER_DATA = "synthetic:size=64,train=2048,val=64"
 DATA = "synthetic:size=64,train=256,val=64"  # the students': the first 256 training images, the same val set
-# Made by `rdd-deploy train-teacher configs/synthetic/teacher.yaml`: TEACHER's best.pt with its train state
-# left out (docs/benchmarks.md, "The synthetic regime").
+# TEACHER's best.pt, made by `rdd-deploy train-teacher configs/synthetic/teacher.yaml`, with its recorded mIoU
+# scored on the clean validation labels (docs/benchmarks.md, "Accuracy study on the synthetic set").
 PACKAGED_TEACHER = Path(__file__).resolve().parent / "assets" / "synthetic_teacher.pt"
 TEACHER: dict[str, Any] = {
     "name": "synthetic_teacher", "seed": 0,

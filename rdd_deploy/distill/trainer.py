@@ -259,8 +259,8 @@ def _loop(config: TrainConfig, run_dir: Path, env: DistEnv, log: bool, run: _Run
 
     title = f"{config.name} ({config.distill.method}, {config.model.name})"
     run_log = RunLog(run_dir, optim.iters, run.start, title) if env.is_main and log else NullLog()
-    channel_order, mean, std = NORMALIZATIONS[config.model.normalization]
-    normalize = DeviceNormalizer(mean, std, env.device, config.channels_last, channel_order)
+    normalize = DeviceNormalizer(run.meta["mean"], run.meta["std"], env.device, config.channels_last,
+                                 run.meta["channel_order"])
     clock, clock_iteration = time.perf_counter(), run.start
     with run_log, StopSignals() as stop:
         for iteration in range(run.start, optim.iters):

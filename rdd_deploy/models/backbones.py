@@ -45,8 +45,8 @@ class ResNetBackbone(nn.Module):
         super().__init__()
         block, layers = _RESNET_LAYERS[depth]
         net = ResNet(block, layers, replace_stride_with_dilation=[False, True, True])
+        widths = [max(8, round(64 * width_mult * 2**stage)) for stage in range(4)]
         if width_mult != 1.0:
-            widths = [max(8, round(64 * width_mult * 2**stage)) for stage in range(4)]
             net.inplanes, net.dilation = widths[0], 1
             net.conv1 = nn.Conv2d(3, widths[0], 7, 2, 3, bias=False)
             net.bn1 = nn.BatchNorm2d(widths[0])
@@ -57,8 +57,7 @@ class ResNetBackbone(nn.Module):
             net.layer4 = net._make_layer(block, widths[3], layers[3], stride=2, dilate=True)
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
-        self.channels = [layer[-1].conv2.out_channels if block is DilatedBasicBlock else layer[-1].conv3.out_channels
-                         for layer in (self.layer1, self.layer2, self.layer3, self.layer4)]
+        self.channels = [width * block.expansion for width in widths]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Return the outputs of the four stages (strides 4, 8, 8, 8)."""
