@@ -42,9 +42,9 @@ TEXTURES = ("stripes", "checks", "dots", "plain")
 HUES = (0.0, 0.33, 0.6, 0.14)  # red, green, blue, yellow families
 FAMILY = {1: 0, 5: 0, 2: 1, 4: 1, 3: 2, 6: 2, 7: 3}  # pairs that differ in both shape and texture share a hue
 OFF_FAMILY_RATE = 0.05  # objects painted in another family's hue, so colour never decides alone
-DEFAULTS = {"size": 128, "train": 512, "val": 64, "seed": 0}
+# mislabel: the percentage of training objects labelled with the confusable class
+DEFAULTS = {"size": 128, "train": 512, "val": 64, "seed": 0, "mislabel": 4}
 SPLIT_CODES = {"train": 0, "val": 1}
-MISLABEL_RATE = 0.04  # fraction of objects labelled with the confusable class
 OUTLINE_JITTER = 0.06  # std of the relative radius difference between drawn and labelled outlines
 # Sized so that textures stay a few pixels wide and shapes span several 1/8-resolution cells at 64x64, the
 # quickstart's size; with periods of 0.04-0.08 and 15 % off-family objects an 800-iteration ResNet-18 x0.5
@@ -127,8 +127,10 @@ def _paint(image: np.ndarray, label: np.ndarray, rng: np.random.Generator, shape
     label[y0:y1, x0:x1][_shape_mask(shape, u / scale, v / scale)] = cls
 
 
-def render(seed: int, split: str, index: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Image `index` of `split`: (HxWx3 uint8 RGB, HxW int64 label), identical on every call and machine."""
+def render(seed: int, split: str, index: int, size: int, mislabel: float = DEFAULTS["mislabel"] / 100
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Image `index` of `split`: (HxWx3 uint8 RGB, HxW int64 label), identical on every call and machine; a
+    training object is labelled with its confusable class with probability `mislabel`."""
     rng = np.random.default_rng((seed, SPLIT_CODES[split], index))
     noisy = split == "train"  # noisy annotations to learn from, clean ones to score against
     grid_y, grid_x = _grid(size)
@@ -150,7 +152,7 @@ def render(seed: int, split: str, index: int, size: int) -> tuple[np.ndarray, np
         cls = int(rng.integers(1, len(CLASSES)))
         shape, texture = CLASSES[cls]
         family = int(rng.integers(4)) if rng.random() < OFF_FAMILY_RATE else FAMILY[cls]
-        mislabelled = rng.random() < MISLABEL_RATE
+        mislabelled = rng.random() < mislabel  # drawn on every split, as the jitter
         _paint(image, label, rng, shape, texture, family, CONFUSABLE[cls] if mislabelled and noisy else cls, noisy)
     for _ in range(rng.integers(0, 3)):  # clutter in front: occludes objects
         clutter()
@@ -162,9 +164,10 @@ def render(seed: int, split: str, index: int, size: int) -> tuple[np.ndarray, np
 class SyntheticDataset:
     """The procedural data set: same interface as the file-backed ones, with no files."""
 
-    def __init__(self, split: str, augment: Augment, size: int, count: int, seed: int) -> None:
+    def __init__(self, split: str, augment: Augment, size: int, count: int, seed: int,
+                 mislabel: float = DEFAULTS["mislabel"] / 100) -> None:
         self.info, self.split, self.augment = INFO, split, augment
-        self.size, self.count, self.seed = size, count, seed
+        self.size, self.count, self.seed, self.mislabel = size, count, seed, mislabel
         # Rendering costs as much as a small student's training step; a few MB keep every image once drawn.
         self._rendered: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -180,7 +183,7 @@ class SyntheticDataset:
         if not 0 <= index < self.count:
             raise IndexError(f"synthetic {self.split} has {self.count} images, no index {index}")
         if index not in self._rendered:
-            self._rendered[index] = render(self.seed, self.split, index, self.size)
+            self._rendered[index] = render(self.seed, self.split, index, self.size, self.mislabel)
         return self._rendered[index]
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -202,15 +205,17 @@ def parse_options(options: str) -> dict[str, int]:
             raise RDDError(f"bad synthetic option '{item}': use synthetic or synthetic:key=N,... with keys "
                            f"{', '.join(DEFAULTS)} (e.g. synthetic:size=96,train=256)")
         settings[key] = int(value)
+    if settings["mislabel"] > 100:
+        raise RDDError(f"synthetic mislabel={settings['mislabel']} is a percentage; use 0 to 100")
     if settings["size"] < 32:
         raise RDDError(f"synthetic size={settings['size']} is too small; use at least 32")
     return settings
 
 
 def build(options: str, split: str, augment: Augment, max_images: int | None) -> SyntheticDataset:
-    """The synthetic split `split` with 'key=N,...' options (size, train, val, seed)."""
+    """The synthetic split `split` with 'key=N,...' options (size, train, val, seed, mislabel)."""
     settings = parse_options(options)
     count = settings[split] if max_images is None else min(settings[split], max_images)
     if count < 1:
         raise RDDError(f"synthetic {split} split is empty ({split}={settings[split]})")
-    return SyntheticDataset(split, augment, settings["size"], count, settings["seed"])
+    return SyntheticDataset(split, augment, settings["size"], count, settings["seed"], settings["mislabel"] / 100)

@@ -59,9 +59,28 @@ def test_options_and_training_crops() -> None:
     assert len(build_dataset("synthetic", "val", max_images=3)) == 3
 
 
+def test_mislabel_changes_training_labels_only() -> None:
+    from rdd_deploy.data.synthetic import CONFUSABLE
+
+    spec = "synthetic:size=64,train=64,val=8"
+    default, noisy = build_dataset(spec, "train"), build_dataset(spec + ",mislabel=50", "train")
+    flipped, labelled = 0, 0
+    for i in range(len(default)):
+        (image, label), (noisy_image, noisy_label) = default.raw(i), noisy.raw(i)
+        assert np.array_equal(image, noisy_image)  # the same pictures, only their labels differ
+        changed = label != noisy_label
+        # every changed pixel was relabelled with its class's confusable partner, in one direction or the other
+        assert all(CONFUSABLE[a] == b or CONFUSABLE[b] == a for a, b in zip(label[changed], noisy_label[changed]))
+        flipped, labelled = flipped + changed.sum(), labelled + (label > 0).sum()
+    assert 0.3 < flipped / labelled < 0.6  # about half the objects, minus the 4 % the default already flips
+    for a, b in zip(build_dataset(spec, "val").raw(0), build_dataset(spec + ",mislabel=50", "val").raw(0)):
+        assert np.array_equal(a, b)  # validation labels stay the true ones
+
+
 @pytest.mark.parametrize(("spec", "message"), [("synthetic:/data", "bad synthetic option '/data'"),
                                                 ("synthetic:size=abc", "bad synthetic option 'size=abc'"),
-                                                ("synthetic:size=8", "too small")])
+                                                ("synthetic:size=8", "too small"),
+                                                ("synthetic:mislabel=120", "mislabel=120 is a percentage")])
 def test_bad_options(spec: str, message: str) -> None:
     with pytest.raises(RDDError, match=message):
         build_dataset(spec, "train")
