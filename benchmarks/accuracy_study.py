@@ -95,11 +95,17 @@ def slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name).strip("_")
 
 
-def finished(run_dir: Path, iters: int) -> bool:
-    """True when the run's last.pt reached its last iteration."""
+def finished(run_dir: Path, config: dict[str, Any]) -> bool:
+    """True when the run's last.pt reached its last iteration; a run of another recipe there is an error."""
+    from rdd_deploy.distill.config import config_from_dict, config_to_dict
+
     if not (run_dir / "last.pt").is_file():
         return False
-    return load_checkpoint(run_dir / "last.pt")["train_state"]["iteration"] >= iters
+    state = load_checkpoint(run_dir / "last.pt")["train_state"]
+    if config_to_dict(config_from_dict(state["config"])) != config_to_dict(config_from_dict(config)):
+        raise SystemExit(f"{run_dir} holds a run of another recipe (data, model or schedule changed); remove it "
+                         "or pass another --out")
+    return state["iteration"] >= config["optim"]["iters"]
 
 
 def train_run(config: dict[str, Any], run_dir: Path, device: str, threads: int) -> float:
@@ -110,8 +116,7 @@ def train_run(config: dict[str, Any], run_dir: Path, device: str, threads: int) 
     from rdd_deploy.distill.trainer import train
 
     torch.set_num_threads(threads)
-    iters = config["optim"]["iters"]
-    if not finished(run_dir, iters):
+    if not finished(run_dir, config):
         train(config_from_dict(config, str(run_dir)), run_dir, resume=(run_dir / "last.pt").is_file(),
               device=device, log=False)
     return float(load_checkpoint(run_dir / "last.pt")["meta"]["miou"])

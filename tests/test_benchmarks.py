@@ -59,6 +59,9 @@ def test_accuracy_study_quick_path_is_paired_and_resumable(tmp_path: Path) -> No
     assert (tmp_path / "study.png").stat().st_size > 1000
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)  # every run is reused
     assert again.returncode == 0 and json.loads((tmp_path / "study.json").read_text())["students"] == report["students"]
+    other = command[:command.index("--student-iters") + 1] + ["3"] + command[command.index("--student-iters") + 2:]
+    refused = subprocess.run(other, capture_output=True, text=True, timeout=600)  # never reuse another recipe's run
+    assert refused.returncode != 0 and "holds a run of another recipe" in refused.stderr.strip().splitlines()[-1]
 
 
 def load_script(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
