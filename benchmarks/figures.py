@@ -23,6 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from rdd_deploy.data import build_dataset  # noqa: E402
+from rdd_deploy.data.synthetic import CONFUSABLE  # noqa: E402
 from rdd_deploy.parity import torch_segmenter  # noqa: E402
 
 MARKERS = {"pytorch": "o", "fp32": "s", "fp16": "^", "int8": "D"}
@@ -56,6 +57,18 @@ def miou_vs_latency(results: dict[str, Any], path: Path) -> None:
     plt.close(figure)
 
 
+def swapped_share(segmenter: Any, val: Any) -> float:
+    """Share of object pixels predicted as the class that shares the object's shape: what mislabels teach."""
+    partner = np.array([CONFUSABLE.get(cls, -1) for cls in range(val.info.num_classes)])
+    hits = objects = 0
+    for index in range(len(val)):
+        image, label = val.raw(index)
+        on_object = (label > 0) & (label != val.info.ignore_index)
+        hits += int((segmenter.predict(image)[on_object] == partner[label[on_object]]).sum())
+        objects += int(on_object.sum())
+    return hits / objects
+
+
 def predictions(run_dir: Path, path: Path, images: int) -> None:
     """Rows of image, label and each quickstart model's prediction, coloured with the data set's palette."""
     # the PyTorch models behind the runtime's own pre- and post-processing, as `rdd-deploy parity` runs them
@@ -64,7 +77,8 @@ def predictions(run_dir: Path, path: Path, images: int) -> None:
     segmenters = {name: torch_segmenter(runs[name]["checkpoint"], device="cpu") for name in QUICKSTART_RUNS}
     val = build_dataset(summary["data"], "val")
     palette = np.array(val.info.palette, dtype=np.uint8)
-    columns = ["image", "label", *(f"{name}\n{100 * segmenter.info.torch_miou:.1f} % mIoU"
+    columns = ["image", "label", *(f"{name}\n{100 * segmenter.info.torch_miou:.1f} % mIoU, "
+                                   f"{100 * swapped_share(segmenter, val):.1f} % swapped"
                                    for name, segmenter in segmenters.items())]
     figure, axes = plt.subplots(images, len(columns), figsize=(1.6 * len(columns), 1.6 * images), squeeze=False)
     for row in range(images):

@@ -93,7 +93,7 @@ def test_packaged_teacher_is_small_and_scores_what_it_says() -> None:
     assert result["miou"] > majority_floor(build_dataset(DATA, "val")) + 0.5
 
 
-def test_students_data_is_a_subset_with_every_class_and_a_low_floor() -> None:
+def test_students_data_is_a_noisier_subset_with_every_class_and_a_low_floor() -> None:
     import numpy as np
 
     from rdd_deploy.data import build_dataset
@@ -102,7 +102,10 @@ def test_students_data_is_a_subset_with_every_class_and_a_low_floor() -> None:
 
     students, teachers = build_dataset(DATA, "train"), build_dataset(TEACHER_DATA, "train")
     assert (len(students), len(teachers)) == (256, 2048)
-    assert all(np.array_equal(students.raw(i)[1], teachers.raw(i)[1]) for i in (0, 255))
+    assert all(np.array_equal(students.raw(i)[0], teachers.raw(i)[0]) for i in (0, 255))  # the same images ...
+    changed = sum((students.raw(i)[1] != teachers.raw(i)[1]).sum() for i in range(64))
+    objects = sum((teachers.raw(i)[1] > 0).sum() for i in range(64))
+    assert 0.15 < changed / objects < 0.5  # ... with cheaper labels: about a third of the objects relabelled
     val = build_dataset(DATA, "val")
     counts = sum(np.bincount(val.raw(i)[1].ravel(), minlength=len(NAMES)) for i in range(len(val)))
     assert (counts / counts.sum() >= 0.02).all()  # every object class is worth scoring
