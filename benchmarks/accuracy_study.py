@@ -97,14 +97,15 @@ def slug(name: str) -> str:
 
 def finished(run_dir: Path, config: dict[str, Any]) -> bool:
     """True when the run's last.pt reached its last iteration; a run of another recipe there is an error."""
-    from rdd_deploy.distill.config import config_from_dict, config_to_dict
+    from rdd_deploy.distill.config import config_from_dict, recipe_changes
 
     if not (run_dir / "last.pt").is_file():
         return False
     state = load_checkpoint(run_dir / "last.pt")["train_state"]
-    if config_to_dict(config_from_dict(state["config"])) != config_to_dict(config_from_dict(config)):
-        raise SystemExit(f"{run_dir} holds a run of another recipe (data, model or schedule changed); remove it "
-                         "or pass another --out")
+    changed = recipe_changes(state["config"], config_from_dict(config))
+    if changed:
+        raise SystemExit(f"{run_dir} holds a run of another recipe ({'; '.join(changed)}); remove it or pass "
+                         "another --out")
     return state["iteration"] >= config["optim"]["iters"]
 
 

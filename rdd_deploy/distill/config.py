@@ -190,3 +190,20 @@ def config_from_dict(tree: dict[str, Any], source: str = "(dict)") -> TrainConfi
 def config_to_dict(config: TrainConfig) -> dict[str, Any]:
     """Plain YAML/JSON-safe dict (paths as strings, tuples as lists), for run directories and checkpoints."""
     return config.model_dump(mode="json")
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    found = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            found += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            found.append(f"{prefix}{key}: {a} -> {b}")
+    return found
+
+
+def recipe_changes(recorded: dict[str, Any], config: TrainConfig) -> list[str]:
+    """'section.key: old -> new' for every field where `config` differs from a run's recorded config (validated
+    again, so that an older run's config gains the fields added since with their defaults)."""
+    return _differences(config_to_dict(config_from_dict(recorded)), config_to_dict(config))

@@ -26,7 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from rdd_deploy.atomic import atomic_write_text
 from rdd_deploy.checkpoint import load_checkpoint, save_checkpoint
-from rdd_deploy.distill.config import TrainConfig, config_from_dict, config_to_dict
+from rdd_deploy.distill.config import TrainConfig, config_to_dict, recipe_changes
 from rdd_deploy.distill.distributed import (STARTUP_TIMEOUT, TRAINING_TIMEOUT, DistEnv, agreed_startup,
                                             all_reduce_sum, any_rank_max, broadcast_object,
                                             convert_sync_batchnorm, init_distributed, set_timeout, shutdown)
@@ -76,18 +76,6 @@ def _restore_rng(states: list[dict[str, Any]], env: DistEnv) -> None:
     torch.set_rng_state(states[env.rank]["cpu"])
     if env.device.type == "cuda" and states[env.rank]["cuda"] is not None:
         torch.cuda.set_rng_state(states[env.rank]["cuda"], env.device)
-
-
-def _config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
-    keys = sorted(set(old) | set(new))
-    found = []
-    for key in keys:
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            found += _config_differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            found.append(f"{prefix}{key}: {a} -> {b}")
-    return found
 
 
 def train(config: TrainConfig, run_dir: str | Path, resume: bool | Resume = False, device: str = "auto",
@@ -200,8 +188,7 @@ def _set_up(config: TrainConfig, run_dir: Path, resume: bool, env: DistEnv) -> _
                torch.amp.GradScaler(env.device.type, enabled=dtype == torch.float16), dtype, train_set, val_set)
     if resume:
         state = load_checkpoint(last_path)
-        # Validated again, an older run's config gains the fields added since with their defaults.
-        changed = _config_differences(config_to_dict(config_from_dict(state["train_state"]["config"])), run.resolved)
+        changed = recipe_changes(state["train_state"]["config"], config)
         if changed:
             raise RDDError(f"the config differs from the one {last_path} was trained with ({'; '.join(changed)}); "
                            "resume with the same recipe and overrides")

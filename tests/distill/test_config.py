@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rdd_deploy.distill.config import METHODS, apply_overrides, config_from_dict, load_config
+from rdd_deploy.distill.config import METHODS, apply_overrides, config_from_dict, load_config, recipe_changes
 from rdd_deploy.errors import RDDError
 
 from .conftest import tiny_config
@@ -74,3 +74,10 @@ def test_missing_and_malformed_files(tmp_path: Path) -> None:
     broken.write_text("data: [unclosed\n")
     with pytest.raises(RDDError, match=f"{broken}.*not valid YAML"):
         load_config(broken)
+
+
+def test_recipe_changes_name_each_changed_field_and_ignore_fields_left_at_their_default() -> None:
+    recorded = tiny_config()  # as an older run recorded it: only the fields given, no defaults written out
+    assert recipe_changes(recorded, config_from_dict(recorded)) == []
+    changed = config_from_dict(tiny_config(optim={"iters": 8}, data={"workers": 1}))
+    assert recipe_changes(recorded, changed) == ["data.workers: 0 -> 1", "optim.iters: 4 -> 8"]
