@@ -10,6 +10,7 @@ reused, so a study stopped at any point continues where it stopped.
         --figure docs/figures/accuracy_study.png              # 5 seeds, every variant (CPU: about an hour)
     python benchmarks/accuracy_study.py --quick               # 2 seeds, 5 variants, shorter runs
     python benchmarks/accuracy_study.py --device cuda         # larger images and budget, one GPU
+    python benchmarks/accuracy_study.py --mislabel 4          # the students' labels as noisy as the teacher's
 
 On the CPU the study uses the teacher that ships with the package (rdd_deploy/assets, made by
 `rdd-deploy train-teacher configs/synthetic/teacher.yaml`); `--device cuda` trains its own at its image size.
@@ -84,9 +85,10 @@ BUDGETS = {
 }
 
 
-def at_size(data: str, size: int) -> str:
-    """The same synthetic split counts at another image size."""
-    settings = {**parse_options(data.partition(":")[2]), "size": size}
+def with_settings(data: str, **changes: int | None) -> str:
+    """The same synthetic set with some settings changed (None: left as it is), e.g. another image size."""
+    settings = {**parse_options(data.partition(":")[2]),
+                **{key: value for key, value in changes.items() if value is not None}}
     return "synthetic:" + ",".join(f"{key}={value}" for key, value in settings.items())
 
 
@@ -232,6 +234,8 @@ def main() -> None:
     parser.add_argument("--student-iters", type=int, help="default: the regime's (CPU) or the cuda budget's")
     parser.add_argument("--jobs", type=int, help="runs trained at once (default: the device budget's)")
     parser.add_argument("--teacher", type=Path, help="teacher checkpoint (default: the packaged one on CPU)")
+    parser.add_argument("--mislabel", type=int, help="percentage of the students' training objects labelled as "
+                        "the class sharing their shape (default: the regime's)")
     parser.add_argument("--quick", action="store_true", help="2 seeds, 5 variants, a quarter of the iterations")
     args = parser.parse_args()
     budget = BUDGETS[args.device]
@@ -240,7 +244,7 @@ def main() -> None:
     iters = args.student_iters or (budget["student_iters"] // (4 if args.quick else 1))
     jobs = args.jobs or budget["jobs"]
     size = budget["size"]
-    data = at_size(DATA, size)
+    data = with_settings(DATA, size=size, mislabel=args.mislabel)
     started = time.time()
 
     teacher = args.teacher
@@ -248,7 +252,7 @@ def main() -> None:
         teacher = PACKAGED_TEACHER
     if teacher is None:  # this budget's images differ from the packaged teacher's: train one here
         teacher_iters = budget["teacher_iters"] // (4 if args.quick else 1)
-        config = {**TEACHER, "data": {**TEACHER["data"], "dataset": at_size(TEACHER_DATA, size),
+        config = {**TEACHER, "data": {**TEACHER["data"], "dataset": with_settings(TEACHER_DATA, size=size),
                                       "crop_size": [size, size]},
                   "optim": {**TEACHER["optim"], "iters": teacher_iters}, "eval": {"every": teacher_iters},
                   "save_every": teacher_iters}

@@ -43,12 +43,13 @@ def test_train_step_with_one_method_reports_no_missing_ratio(tmp_path: Path) -> 
 
 def test_accuracy_study_quick_path_is_paired_and_resumable(tmp_path: Path) -> None:
     command = [sys.executable, str(ROOT / "benchmarks" / "accuracy_study.py"), "--quick", "--student-iters", "2",
-               "--variants", "ce", "kd", "rdd", "--jobs", "1", "--out", str(tmp_path / "runs"),
+               "--variants", "ce", "kd", "rdd", "--jobs", "1", "--mislabel", "50", "--out", str(tmp_path / "runs"),
                "--json", str(tmp_path / "study.json"), "--figure", str(tmp_path / "study.png")]
     first = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr
     report = json.loads((tmp_path / "study.json").read_text())
     assert report["settings"]["seeds"] == [0, 1] and set(report["students"]) == {"ce", "kd", "rdd"}
+    assert report["settings"]["data"] == "synthetic:size=64,train=256,val=64,seed=0,mislabel=50"
     rdd = report["students"]["rdd"]
     kd_runs = report["students"]["kd"]["runs"]
     paired = [rdd["runs"][s] - kd_runs[s] for s in ("0", "1")]
