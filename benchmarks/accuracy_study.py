@@ -120,8 +120,9 @@ def train_run(config: dict[str, Any], run_dir: Path, device: str, threads: int) 
 
     torch.set_num_threads(threads)
     if not finished(run_dir, config):
+        # log.jsonl keeps the share of pixels TSE-RDD selects, read back by the study's analysis
         train(config_from_dict(config, str(run_dir)), run_dir, resume=(run_dir / "last.pt").is_file(),
-              device=device, log=False)
+              device=device, log=True)
     return float(load_checkpoint(run_dir / "last.pt")["meta"]["miou"])
 
 
