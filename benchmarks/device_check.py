@@ -65,8 +65,9 @@ STAGES = (*REQUIRED, "accuracy")
 # Seconds per stage on a GPU (the 9-minute call: 540 s, --budget-s 510 leaves the rest for start-up and files);
 # the accuracy study gets whatever the others leave.
 GPU_BUDGETS = {"env": 40, "tests": 100, "train": 170, "latency": 150, "accuracy": math.inf}
-# The smoke run checks that the script works, not how fast: a CPU shared with other jobs must not fail it.
-SMOKE_BUDGETS = {"env": 600, "tests": 900, "train": 900, "latency": 900, "accuracy": 5}
+# The smoke run checks that the script works, not how fast: no required stage has a limit, so a slow or
+# shared CPU cannot fail it; the best-effort accuracy stage gets 5 s so that its timeout path runs too.
+SMOKE_BUDGETS = {"env": math.inf, "tests": math.inf, "train": math.inf, "latency": math.inf, "accuracy": 5}
 PAPER_TRAIN = ["--student", "deeplabv3_r18", "--teacher", "deeplabv3_r101", "--size", "512x1024", "--classes", "19"]
 SMOKE_TRAIN = ["--student", "deeplabv3_mbv2", "--teacher", "deeplabv3_r18", "--size", "32x64", "--classes", "4"]
 PAPER_BATCH = 4  # global 16 over the paper's four GPUs (configs/cityscapes/*.yaml: optim.batch_size 16)
@@ -97,7 +98,7 @@ class Runner:
         process = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                    text=True, start_new_session=True)
         try:
-            output, _ = process.communicate(timeout=max(timeout, 1))
+            output, _ = process.communicate(timeout=None if math.isinf(timeout) else max(timeout, 1))
             status = "ok" if process.returncode == 0 else "failed"
         except subprocess.TimeoutExpired:
             output, status = stop(process), "timed_out"
@@ -246,10 +247,10 @@ def summary(report: dict[str, Any]) -> str:
             lines.append(f"| {name} | {method} | {row['median_ms']} | {row['images_per_s']} | "
                          f"{row.get('peak_memory_gib', '-')} | {row.get('vs_kd', '-')} |")
     rows = (report["stages"].get("latency") or {}).get("rows", [])
-    lines += ["", "| model | precision | batch | mode | median ms | TFLOP/s | of peak |", "|---|---|---|---|---|---|---|"]
+    lines += ["", "| model | precision | batch | mode | median ms | GFLOP/s | of peak |", "|---|---|---|---|---|---|---|"]
     for row in rows:
         lines.append(f"| {row['model']} | {row['precision']} | {row['batch']} | {row['mode']} | "
-                     f"{row.get('median_ms', row['status'])} | {row.get('achieved_tflops', '-')} | "
+                     f"{row.get('median_ms', row['status'])} | {row.get('achieved_gflops', '-')} | "
                      f"{row.get('vs_datasheet_peak') or '-'} |")
     return "\n".join(lines)
 
@@ -261,12 +262,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="the one folder everything is written to")
     parser.add_argument("--smoke", action="store_true", help="CPU, tiny models and sizes: checks the script runs")
     parser.add_argument("--budget-s", type=float, help="start nothing after this many seconds (default: 510 on a "
-                        "GPU, an hour with --smoke)")
+                        "GPU, no limit with --smoke)")
     parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     budgets = SMOKE_BUDGETS if args.smoke else GPU_BUDGETS
-    args.budget_s = args.budget_s or (3600 if args.smoke else 510)
+    args.budget_s = args.budget_s or (math.inf if args.smoke else 510)
     runner = Runner(args.out, args.budget_s)
     report: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "command": sys.argv, "smoke": args.smoke,
                               "stages": {}}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -105,7 +106,9 @@ def test_device_check_smoke_runs_every_stage_into_one_folder(tmp_path: Path) -> 
     rows = stages["latency"]["rows"]
     assert [(r["precision"], r["mode"], r["status"]) for r in rows] == [
         ("fp32", "eager", "ok"), ("bf16", "eager", "ok"), ("bf16", "compile", "ok"), ("fp32", "compile", "ok")]
-    assert all(r["achieved_tflops"] > 0 and r["gflops_per_image"] > 0 for r in rows)
+    for row in rows:  # significant digits, never rounded to 0 by a slow CPU; no speed is asserted
+        assert math.isfinite(row["achieved_gflops"]) and row["achieved_gflops"] > 0, row
+        assert row["gflops_per_image"] > 0, row
     assert stages["accuracy"]["status"] in {"ok", "failed", "timed_out"}  # best effort, recorded either way
     files = sorted(p.name for p in out.iterdir())
     assert len(files) <= 8 and {"device_check.json", "device_check.log", "cuda_tests.xml"} <= set(files)
