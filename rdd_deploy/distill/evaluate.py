@@ -1,8 +1,9 @@
-"""Validation of a PyTorch model on whole images: mIoU, per-class IoU and pixel accuracy, on 1..N processes.
+"""Validation of a PyTorch model on whole images: mIoU, per-class IoU and pixel accuracy (and on request
+Boundary IoU), on 1..N processes.
 
-Each rank predicts every world_size-th image; the confusion matrices are summed across ranks and scored by
-the runtime's SegmentationMetric, so training, `rdd-deploy evaluate` and `rdd-deploy validate` share one
-definition of mIoU. With workers, images are decoded in DataLoader workers ahead of the GPU.
+Each rank predicts every world_size-th image; the confusion matrices (and boundary counts) are summed across
+ranks and scored by the runtime's metrics, so training, `rdd-deploy evaluate` and `rdd-deploy validate` share
+one definition of each score. With workers, images are decoded in DataLoader workers ahead of the GPU.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -21,7 +21,8 @@ from rdd_deploy.distill.distributed import DistEnv, agreed_startup, all_reduce_s
 from rdd_deploy.distill.preemption import ignore_stop_signals
 from rdd_deploy.errors import RDDError
 from rdd_deploy.models.segmentor import ALIGN_CORNERS, upsample_logits
-from rdd_deploy.runtime.metrics import SegmentationMetric
+from rdd_deploy.runtime.boundary import BoundaryIoU
+from rdd_deploy.runtime.metrics import SegmentationMetric, by_name
 
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int) -> torch.Tensor:
@@ -54,11 +55,15 @@ def predict_probabilities(model: nn.Module, image: torch.Tensor, scales: Sequenc
 def evaluate_model(model: nn.Module, dataset: Dataset, num_classes: int, env: DistEnv, ignore_index: int = 255,
                    scales: Sequence[float] = (1.0,), flip: bool = False, amp_dtype: torch.dtype | None = None,
                    on_image: Callable[[], None] | None = None, class_names: Sequence[str] | None = None,
-                   workers: int = 0) -> dict[str, Any]:
-    """Score `model` on every image of `dataset` (split over the ranks); all ranks get the same result."""
+                   workers: int = 0, boundary: bool = False) -> dict[str, Any]:
+    """Score `model` on every image of `dataset` (split over the ranks); all ranks get the same result.
+
+    boundary: also Boundary IoU, computed on the host (one copy of each mask), so training's validations skip it.
+    """
     was_training = model.training
     model.eval()
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=env.device)
+    boundary_iou = BoundaryIoU(num_classes, ignore_index) if boundary else None
     mine = Subset(dataset, range(env.rank, len(dataset), env.world_size))
     # batch_size=None: whole images of any size, one at a time; the workers decode the next ones meanwhile.
     loader = DataLoader(mine, batch_size=None, num_workers=workers, pin_memory=env.device.type == "cuda",
@@ -66,7 +71,10 @@ def evaluate_model(model: nn.Module, dataset: Dataset, num_classes: int, env: Di
     for image, label in loader:
         image, label = image.to(env.device, non_blocking=True), label.to(env.device, non_blocking=True)
         probs = predict_probabilities(model, image[None], scales, flip, amp_dtype)
-        confusion += confusion_matrix(probs.argmax(dim=1)[0], label, num_classes, ignore_index)
+        pred = probs.argmax(dim=1)[0]
+        confusion += confusion_matrix(pred, label, num_classes, ignore_index)
+        if boundary_iou is not None:
+            boundary_iou.update(pred.cpu().numpy(), label.cpu().numpy())
         if on_image is not None:
             on_image()
     model.train(was_training)
@@ -75,9 +83,15 @@ def evaluate_model(model: nn.Module, dataset: Dataset, num_classes: int, env: Di
     metric.confusion = confusion.cpu().numpy()
     result = metric.compute()
     names = list(class_names) if class_names is not None else [str(c) for c in range(num_classes)]
-    return {"miou": result["miou"], "pixel_acc": result["pixel_acc"], "images": len(dataset),
-            "iou": {name: (None if np.isnan(v) else float(v)) for name, v in zip(names, result["iou"])},
-            "scales": list(scales), "flip": flip}
+    scores = {"miou": result["miou"], "pixel_acc": result["pixel_acc"], "images": len(dataset),
+              "iou": by_name(names, result["iou"]), "scales": list(scales), "flip": flip}
+    if boundary_iou is not None:
+        counts = torch.from_numpy(boundary_iou.counts).to(env.device)
+        all_reduce_sum(counts, env)
+        boundary_iou.counts = counts.cpu().numpy()
+        summary = boundary_iou.compute()
+        scores.update(boundary_miou=summary["mean"], boundary_iou=by_name(names, summary["per_class"]))
+    return scores
 
 
 def evaluate_checkpoint(checkpoint: str | Path, data: str, split: str = "val", scales: Sequence[float] = (1.0,),
@@ -100,7 +114,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str, split: str = "val", s
                 raise RDDError(f"data set {data} has {info.num_classes} classes but {checkpoint} predicts "
                                f"{num_classes}")
         result = evaluate_model(model.to(env.device), dataset, num_classes, env, info.ignore_index, scales, flip,
-                                on_image=on_image, class_names=info.class_names, workers=workers)
+                                on_image=on_image, class_names=info.class_names, workers=workers, boundary=True)
     finally:
         shutdown(env)
     return {"model": str(checkpoint), "precision": "fp32 (PyTorch)", "data": data, "split": split,

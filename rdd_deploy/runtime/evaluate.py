@@ -1,4 +1,4 @@
-"""Validation of an exported model on labelled images: mIoU and per-class IoU, torch-free.
+"""Validation of an exported model on labelled images: mIoU, Boundary IoU and per-class IoU, torch-free.
 
 Samples are (HxWx3 uint8 RGB image, HxW integer label) pairs. `dataset_samples` builds them from an
 rdd-deploy data set by duck typing (it never imports torch, so labels may be tensors or arrays).
@@ -13,7 +13,7 @@ import numpy as np
 
 from rdd_deploy.errors import RDDError
 from rdd_deploy.runtime.images import load_image
-from rdd_deploy.runtime.metrics import SegmentationMetric
+from rdd_deploy.runtime.metrics import SegmentationScores
 from rdd_deploy.runtime.segmenter import Segmenter
 
 
@@ -39,18 +39,18 @@ def dataset_samples(dataset: Any, max_images: int | None = None) -> Iterator[tup
 
 def evaluate(segmenter: Segmenter, samples: Iterable[tuple[np.ndarray, np.ndarray]], ignore_index: int | None = None,
              on_image: Callable[[], None] | None = None) -> dict[str, Any]:
-    """Predict every sample and score it; returns miou, pixel_acc (fractions), per-class iou and image count."""
+    """Predict every sample and score it: miou, pixel_acc, boundary_miou (fractions), per-class iou and
+    boundary_iou, and the image count."""
     info = segmenter.info
-    metric = SegmentationMetric(info.num_classes, info.ignore_index if ignore_index is None else ignore_index)
+    scores = SegmentationScores(info.num_classes, info.ignore_index if ignore_index is None else ignore_index,
+                                info.class_names)
     images = 0
     for image, label in samples:
-        metric.update(segmenter.predict(image), label)
+        scores.update(segmenter.predict(image), label)
         images += 1
         if on_image is not None:
             on_image()
     if images == 0:
         raise RDDError("no images to validate on")
-    result = metric.compute()
-    return {"model": segmenter.source, "precision": info.precision, "images": images, "miou": result["miou"],
-            "pixel_acc": result["pixel_acc"], "torch_miou": info.torch_miou,
-            "iou": {name: (None if np.isnan(v) else float(v)) for name, v in zip(info.class_names, result["iou"])}}
+    return {"model": segmenter.source, "precision": info.precision, "images": images, "torch_miou": info.torch_miou,
+            **scores.summary()}

@@ -1,10 +1,14 @@
-"""Segmentation metrics from a confusion matrix: per-class IoU, mIoU and pixel accuracy (numpy only)."""
+"""Segmentation metrics: per-class IoU, mIoU and pixel accuracy from a confusion matrix, plus Boundary IoU
+(numpy only)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from rdd_deploy.runtime.boundary import BoundaryIoU
 
 
 class SegmentationMetric:
@@ -68,3 +72,30 @@ class SegmentationMetric:
             pixel_acc = hits.sum() / matrix.sum() if matrix.sum() else float("nan")
         miou = float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan")
         return {"miou": miou, "iou": iou, "pixel_acc": float(pixel_acc), "confusion": self._confusion.copy()}
+
+
+def by_name(names: Sequence[str], values: np.ndarray) -> dict[str, float | None]:
+    """Per-class values keyed by class name, None where a class is absent (NaN)."""
+    return {name: (None if np.isnan(v) else float(v)) for name, v in zip(names, values)}
+
+
+class SegmentationScores:
+    """mIoU and Boundary IoU of the same predictions, per class by name: what evaluate, validate and parity report."""
+
+    def __init__(self, num_classes: int, ignore_index: int = 255, class_names: Sequence[str] | None = None,
+                 dilation_ratio: float = 0.02) -> None:
+        self.class_names = list(class_names) if class_names is not None else [str(c) for c in range(num_classes)]
+        self.pixels = SegmentationMetric(num_classes, ignore_index)
+        self.boundary = BoundaryIoU(num_classes, ignore_index, dilation_ratio)
+
+    def update(self, pred: np.ndarray, target: np.ndarray) -> None:
+        """Add one HxW prediction and its label."""
+        self.pixels.update(pred, target)
+        self.boundary.update(pred, target)
+
+    def summary(self) -> dict[str, Any]:
+        """miou, pixel_acc, iou per class, boundary_miou and boundary_iou per class (fractions; None if absent)."""
+        pixels, boundary = self.pixels.compute(), self.boundary.compute()
+        return {"miou": pixels["miou"], "pixel_acc": pixels["pixel_acc"],
+                "iou": by_name(self.class_names, pixels["iou"]), "boundary_miou": boundary["mean"],
+                "boundary_iou": by_name(self.class_names, boundary["per_class"])}

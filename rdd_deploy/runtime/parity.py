@@ -1,7 +1,8 @@
 """Parity: does an exported model still predict what the PyTorch model predicts? (numpy statistics only)
 
 Both models go through the same Segmenter preprocessing, so differences come from the export alone.
-mIoU values are in percentage points; agreement is the percentage of pixels whose argmax matches.
+mIoU and Boundary IoU values are in percentage points; agreement is the percentage of pixels whose argmax
+matches. Boundary IoU is reported, not judged: the release gate stays agreement and mIoU.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from rdd_deploy.errors import RDDError
-from rdd_deploy.runtime.metrics import SegmentationMetric
+from rdd_deploy.runtime.metrics import SegmentationScores
 from rdd_deploy.runtime.preprocess import class_map
 from rdd_deploy.runtime.segmenter import Segmenter
 
@@ -41,6 +42,9 @@ class ParityReport:
     miou_diff: float | None  # candidate - reference, points
     min_agreement: float
     max_miou_drop: float  # largest allowed |miou_diff|
+    reference_boundary_miou: float | None = None  # % points; None without labels
+    candidate_boundary_miou: float | None = None
+    boundary_miou_diff: float | None = None  # candidate - reference, points
     failures: list[str] = field(default_factory=list)
 
     @property
@@ -59,8 +63,8 @@ class ParityAccumulator:
     def __init__(self, num_classes: int, ignore_index: int = 255) -> None:
         self.images = self.pixels = self.agree = 0
         self.abs_sum, self.abs_count, self.abs_max = 0.0, 0, 0.0
-        self.reference = SegmentationMetric(num_classes, ignore_index)
-        self.candidate = SegmentationMetric(num_classes, ignore_index)
+        self.reference = SegmentationScores(num_classes, ignore_index)
+        self.candidate = SegmentationScores(num_classes, ignore_index)
         self.labelled = 0
 
     def update(self, reference: np.ndarray, candidate: np.ndarray, label: np.ndarray | None = None) -> None:
@@ -92,11 +96,12 @@ class ParityAccumulator:
         min_agreement = default_agreement if min_agreement is None else min_agreement
         max_miou_drop = default_drop if max_miou_drop is None else max_miou_drop
         agreement = 100.0 * self.agree / self.pixels
-        ref_miou = cand_miou = diff = None
+        ref_miou = cand_miou = diff = ref_boundary = cand_boundary = boundary_diff = None
         if self.labelled:
-            ref_miou = 100.0 * self.reference.compute()["miou"]
-            cand_miou = 100.0 * self.candidate.compute()["miou"]
-            diff = cand_miou - ref_miou
+            ref, cand = self.reference.summary(), self.candidate.summary()
+            ref_miou, cand_miou = 100.0 * ref["miou"], 100.0 * cand["miou"]
+            ref_boundary, cand_boundary = 100.0 * ref["boundary_miou"], 100.0 * cand["boundary_miou"]
+            diff, boundary_diff = cand_miou - ref_miou, cand_boundary - ref_boundary
         failures = []
         if agreement < min_agreement:
             failures.append(f"argmax agreement {agreement:.3f}% is below {min_agreement}% ({precision})")
@@ -106,7 +111,9 @@ class ParityAccumulator:
         return ParityReport(precision=precision, images=self.images, pixels=self.pixels, agreement=agreement,
                             max_abs_error=self.abs_max, mean_abs_error=self.abs_sum / self.abs_count,
                             reference_miou=ref_miou, candidate_miou=cand_miou, miou_diff=diff,
-                            min_agreement=min_agreement, max_miou_drop=max_miou_drop, failures=failures)
+                            min_agreement=min_agreement, max_miou_drop=max_miou_drop,
+                            reference_boundary_miou=ref_boundary, candidate_boundary_miou=cand_boundary,
+                            boundary_miou_diff=boundary_diff, failures=failures)
 
 
 def compare(reference: Segmenter, candidate: Segmenter, samples: Iterable[Sample],

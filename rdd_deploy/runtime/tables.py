@@ -102,13 +102,16 @@ def validation_table(result: dict[str, Any]) -> Table:
     table = Table(title=title, title_justify="left")
     table.add_column("class")
     table.add_column("IoU %", justify="right")
+    table.add_column("boundary IoU %", justify="right")
     for name, iou in result["iou"].items():
-        table.add_row(name, _fmt(None if iou is None else 100 * iou))
+        boundary = result["boundary_iou"][name]
+        table.add_row(name, _fmt(None if iou is None else 100 * iou), _fmt(None if boundary is None else 100 * boundary))
     table.add_section()
-    table.add_row("[bold]mIoU[/]", f"[bold]{100 * result['miou']:.2f}[/]")
-    table.add_row("pixel accuracy", _fmt(100 * result["pixel_acc"]))
-    if result["torch_miou"] is not None:
-        table.add_row("PyTorch mIoU (metadata)", _fmt(100 * result["torch_miou"]))
+    table.add_row("[bold]mIoU[/]", f"[bold]{100 * result['miou']:.2f}[/]",
+                  f"[bold]{_fmt(100 * result['boundary_miou'])}[/]")
+    table.add_row("pixel accuracy", _fmt(100 * result["pixel_acc"]), "")
+    if result.get("torch_miou") is not None:
+        table.add_row("PyTorch mIoU (metadata)", _fmt(100 * result["torch_miou"]), "")
     return table
 
 
@@ -122,6 +125,9 @@ def parity_table(report: ParityReport, title: str) -> Table:
     table.add_row("reference mIoU", _fmt(report.reference_miou), "")
     table.add_row("candidate mIoU", _fmt(report.candidate_miou), "")
     table.add_row("mIoU difference (points)", _fmt(report.miou_diff), f"<= {report.max_miou_drop}")
+    table.add_row("boundary mIoU ref / candidate", f"{_fmt(report.reference_boundary_miou)} / "
+                  f"{_fmt(report.candidate_boundary_miou)}", "")
+    table.add_row("boundary mIoU difference", _fmt(report.boundary_miou_diff), "")
     table.add_row("max |logit error|", _fmt(report.max_abs_error, 5), "")
     table.add_row("mean |logit error|", _fmt(report.mean_abs_error, 6), "")
     return table

@@ -196,6 +196,7 @@ def test_evaluate_command_prints_table_and_writes_json(tmp_path: Path, teacher_c
     report = json.loads(out.read_text())
     assert report["images"] == 2 and report["flip"] is True and report["scales"] == [0.75, 1.0]
     assert 0.0 <= report["miou"] <= 1.0 and len(report["iou"]) == 8 and "mIoU" in result.output
+    assert 0.0 <= report["boundary_miou"] <= 1.0 and set(report["boundary_iou"]) == set(report["iou"])
     wrong = runner.invoke(app, ["evaluate", "--checkpoint", str(teacher_checkpoint), "--data", "synthetic",
                                 "--scales", "0,1"])
     assert wrong.exit_code == 1 and "--scales" in str(wrong.exception)

@@ -20,6 +20,8 @@ from rdd_deploy.errors import RDDError
 from rdd_deploy.runtime import Segmenter
 from rdd_deploy.runtime.masks import default_palette
 
+from .test_boundary import reference_boundary_iou
+
 runner = CliRunner()
 
 
@@ -137,6 +139,24 @@ def test_validate_scores_against_labels(dynamic_onnx: Path, photo: np.ndarray, t
     scores = json.loads(out.read_text())
     assert scores["images"] == 2 and scores["miou"] == 1.0 and scores["pixel_acc"] == 1.0
     assert set(scores["iou"]) == {"sky", "road", "car"}
+    assert scores["boundary_miou"] == 1.0 and set(scores["boundary_iou"]) == {"sky", "road", "car"}
+
+
+def test_validate_json_carries_boundary_iou_of_the_restated_definition(
+        dynamic_onnx: Path, photo: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    predicted = Segmenter.from_file(dynamic_onnx).predict(photo).astype(np.int64)
+    labels = [np.roll(predicted, 3, axis=1), np.roll(predicted, -2, axis=0)]  # contours moved by a few pixels
+    monkeypatch.setattr(rdd_deploy.data, "build_dataset", lambda spec, split: FakeDataset(photo, labels),
+                        raising=False)
+    out = tmp_path / "val.json"
+    result = runner.invoke(app, ["validate", str(dynamic_onnx), "--data", "fake:/nowhere", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    scores = json.loads(out.read_text())
+    expected = reference_boundary_iou([predicted, predicted], labels, 3)
+    got = [scores["boundary_iou"][name] for name in ("sky", "road", "car")]
+    np.testing.assert_allclose([np.nan if v is None else v for v in got], expected, rtol=1e-12)
+    assert scores["boundary_miou"] == pytest.approx(np.nanmean(expected)) and scores["boundary_miou"] < 1.0
+    assert "boundary IoU %" in result.output
 
 
 def test_console_script_prints_one_red_line(tmp_path: Path) -> None:

@@ -48,7 +48,8 @@ def test_validation_and_parity_tables_are_readable_at_80_columns(dynamic_onnx: P
     label = reference.predict(photo)
     report = compare(reference, candidate, [(photo, label)])
     result = {"model": str(static_onnx), "precision": "fp32", "images": 1, "miou": 0.5, "pixel_acc": 0.9,
-              "torch_miou": 0.51, "iou": {"sky": 0.25, "road": None, "traffic sign (left of the road)": 0.75}}
+              "torch_miou": 0.51, "iou": {"sky": 0.25, "road": None, "traffic sign (left of the road)": 0.75},
+              "boundary_miou": 0.3, "boundary_iou": {"sky": 0.2, "road": None, "traffic sign (left of the road)": 0.4}}
     for table in (validation_table(result), parity_table(report, f"parity: {static_onnx.name} vs {dynamic_onnx}")):
         assert_no_cell_cut(table, render_without_terminal(table, monkeypatch))
 
