@@ -89,9 +89,17 @@ class VideoPrediction:
         self.names = list(info.class_names) if info.class_names else [str(i) for i in range(info.num_classes)]
         self.palette, out = palette_of(info), Path(out_dir)
         fps, size = self.stream.fps or UNKNOWN_RATE, self.stream.size
-        self.writers = [VideoWriter(out / f"{self.source.stem}_overlay.mp4", fps, size)]
-        if masks:
-            self.writers.append(VideoWriter(out / f"{self.source.stem}_masks.mkv", fps, size, codec="ffv1", gray=True))
+        self.writers: list[VideoWriter] = []
+        try:
+            self.writers.append(VideoWriter(out / f"{self.source.stem}_overlay.mp4", fps, size))
+            if masks:
+                self.writers.append(VideoWriter(out / f"{self.source.stem}_masks.mkv", fps, size, codec="ffv1",
+                                                gray=True))
+        except RDDError:
+            for writer in self.writers:
+                writer.discard()
+            self.stream.close()
+            raise
         self._jsonl_path = out / f"{self.source.stem}.jsonl"
         self._jsonl_atomic = atomic_path(self._jsonl_path)
         self._jsonl: io.TextIOBase = open(self._jsonl_atomic.__enter__(), "w", encoding="utf-8", buffering=1)  # noqa: SIM115
