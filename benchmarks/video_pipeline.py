@@ -12,13 +12,16 @@ All modes and models are timed interleaved round by round, so the ratios hold un
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import tempfile
+import time
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+from host import device_info
 from PIL import Image
 from random_weights import random_checkpoint
 
@@ -59,6 +62,17 @@ def main() -> None:
         video = clip(work / "clip.mp4", args.frames)
         subprocess.run([*cli, "bench", *map(str, models), "--source", str(video), "--rounds", str(args.rounds),
                         "--json", str(args.json)], check=True)
+    annotate(args.json)
+
+
+def annotate(path: Path) -> None:
+    """Add the date and the machine (library versions, CPU features) to the JSON that bench wrote."""
+    import av
+
+    results = json.loads(path.read_text())
+    results.update(date=time.strftime("%Y-%m-%d"), device=device_info(), pyav=av.__version__,
+                   ffmpeg_libavcodec=".".join(map(str, av.library_versions["libavcodec"])))
+    path.write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":
