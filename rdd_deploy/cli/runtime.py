@@ -197,7 +197,7 @@ class _StatusLine:
     """A line redrawn in place on a terminal, or a plain line every few seconds in a pipe or log."""
 
     def __init__(self, name: str) -> None:
-        self.name, self.shown = name, 0.0
+        self.name, self.shown = name, -float("inf")
         self.live = console.status(name) if console.is_terminal else None
         if self.live is not None:
             self.live.start()

@@ -1,7 +1,7 @@
 """Decode, pre-process + infer, and the caller's own work (overlay + encode) run concurrently on bounded queues.
 
-ONNX Runtime, OpenVINO, TensorRT and FFmpeg release the GIL while they work, so three threads overlap: the
-engine does not wait for the decoder, and the next frame is decoded while the caller encodes the last one.
+The engines (ONNX Runtime, OpenVINO, TensorRT) release the GIL while they run, so the three threads overlap:
+the engine does not wait for the decoder, and the next frame is decoded while the caller encodes the last one.
 A file keeps every frame in order (the decoder waits when the queue is full); a live source (camera, stream)
 keeps only the newest frame waiting, dropping and counting the stale ones, so the masks follow the scene
 rather than fall further behind it.

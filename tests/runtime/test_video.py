@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -131,6 +132,8 @@ def test_reconnect_retries_then_stops_with_one_line_keeping_a_playable_output(dy
     overlay, times, _ = decode(tmp_path / f"{stem}_overlay.mp4")
     assert len(lines) == len(overlay) == 20  # both connections, every frame (--keep-all-frames)
     assert times == sorted(times) and "frames written" in result.stdout
+    status = r"\d+ frames, [\d.]+ FPS, latency p50 \d+ ms, p99 \d+ ms, 0 dropped"  # plain lines off a terminal
+    assert re.fullmatch(rf"{re.escape(server.url)}: {status}", result.stderr.splitlines()[0]), result.stderr
 
 
 @pytest.mark.slow  # a subprocess segmenting a 64x96 video until the signal
