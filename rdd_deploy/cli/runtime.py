@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import signal
+import time
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from rdd_deploy.cli.options import (backend_option, console, flag, json_option, open_segmenter, parse_size,
                                     precision_hint_option, progress_bar, providers_option, val_samples, write_json)
+from rdd_deploy.errors import RDDError
+from rdd_deploy.runtime.video import VIDEO_SUFFIXES
+
+if TYPE_CHECKING:
+    from rdd_deploy.runtime import Segmenter
+    from rdd_deploy.runtime.video_predict import StreamStats
 
 app = typer.Typer()
 
@@ -36,8 +44,15 @@ def bench_command(
     backend: str = typer.Option("auto", "--backend", help="auto (by file suffix), onnxruntime, openvino, "
                                 "tensorrt, or all: every backend and OpenVINO precision this host runs."),
     providers: Optional[str] = providers_option(), precision_hint: str = precision_hint_option(),
+    source: Optional[str] = typer.Option(None, "--source", help="A video file: frames per second of the engine "
+                                         "alone, a sequential and the concurrent decode/segment/encode pipeline "
+                                         "on its frames, interleaved (needs the [video] extra)."),
+    rounds: int = typer.Option(3, "--rounds", min=1, help="Timed passes over the --source video per mode."),
 ) -> None:
     """Latency of each model, engine-only and end-to-end, interleaved, in one table; checkpoints run in PyTorch."""
+    if source is not None:
+        _bench_video(models, source, rounds, json_out, backend, providers, precision_hint)
+        return
     from rdd_deploy.runtime.engine import available_runs
     from rdd_deploy.runtime.latency import benchmark_all, speedups
     from rdd_deploy.runtime.tables import bench_table, print_fitted
@@ -56,6 +71,20 @@ def bench_command(
     print_fitted(bench_table(reports, reference))
     results = [{**r.to_dict(), "speedup_vs_reference": x} for r, x in zip(reports, speedups(reports, reference))]
     write_json(json_out, {"reference": str(models[reference]), "results": results})
+
+
+def _bench_video(models: list[Path], source: str, rounds: int, json_out: Optional[Path], backend: str,
+                 providers: Optional[str], precision_hint: str) -> None:
+    from rdd_deploy.runtime.engine import host_description
+    from rdd_deploy.runtime.tables import print_fitted, video_bench_table
+    from rdd_deploy.runtime.video import require_av
+    from rdd_deploy.runtime.video_bench import bench_video
+    require_av()
+    segmenters = [open_segmenter(path, backend, providers, precision_hint=precision_hint) for path in models]
+    with console.status(f"timing engine, sequential and concurrent pipeline on {source} ({rounds} rounds + warm-up)"):
+        rows = bench_video(segmenters, source, rounds)
+    print_fitted(video_bench_table(rows, host_description()))
+    write_json(json_out, {"source": source, "host": host_description(), "results": rows})
 
 
 @app.command("validate")
@@ -123,17 +152,92 @@ def parity_command(
 @app.command("predict")
 def predict_command(
     model: Path = typer.Argument(..., help="Exported model (.onnx, .engine)."),
-    images: list[Path] = typer.Argument(..., help="Image files and/or folders of images (RGB; grayscale, palette "
-                                        "and alpha images are converted to RGB)."),
-    out: Path = typer.Option(..., "--out", help="Folder for <name>.png palette masks."),
+    sources: Optional[list[str]] = typer.Argument(None, help="Image files, folders of images (RGB; grayscale, "
+                                                  "palette and alpha images are converted to RGB), videos ("
+                                                  f"{', '.join(VIDEO_SUFFIXES)}), /dev/videoN cameras, or "
+                                                  "rtsp/http(s) stream URLs."),
+    out: Path = typer.Option(..., "--out", help="Folder for <name>.png palette masks; for a video, camera or "
+                             "stream <name>_overlay.mp4 and <name>.jsonl (one line per frame)."),
     overlay: bool = flag(False, "--overlay", help="Also write <name>_overlay.png, the mask over the photo."),
+    camera: Optional[int] = typer.Option(None, "--camera", min=0, help="Segment camera N (/dev/videoN)."),
+    masks: bool = flag(False, "--masks", help="Videos: also write <name>_masks.mkv, lossless (FFV1) gray frames "
+                       "whose pixel value is the class."),
+    keep_all_frames: bool = flag(False, "--keep-all-frames", help="Cameras and streams: segment every frame "
+                                 "instead of the newest one (frames then queue up behind a slow model)."),
+    reconnect: int = typer.Option(0, "--reconnect", min=0, help="Cameras and streams: reopen one that stops, "
+                                  "up to N times in a row, after 0.5, 1, 2 ... s."),
     backend: str = backend_option(), providers: Optional[str] = providers_option(),
     precision_hint: str = precision_hint_option(),
 ) -> None:
-    """Class-index masks as palette PNGs (pixel value = class), optionally colour overlays."""
+    """Class-index masks as palette PNGs (pixel value = class), optionally colour overlays; videos, cameras and
+    streams give an overlay video, a JSONL per frame and, with --masks, a lossless mask video."""
     from rdd_deploy.runtime.masks import write_predictions
+    from rdd_deploy.runtime.video import is_video_source
+    sources = list(sources or []) + ([f"/dev/video{camera}"] if camera is not None else [])
+    if not sources:
+        raise RDDError("predict needs images, folders, videos, a stream URL or --camera N")
+    videos = [s for s in sources if is_video_source(s)]
+    images = [s for s in sources if not is_video_source(s)]
+    if videos:
+        from rdd_deploy.runtime.video import require_av
+        require_av()
     segmenter = open_segmenter(model, backend, providers, precision_hint=precision_hint)
-    written = write_predictions(segmenter, images, out, overlay,
-                                warn=lambda note: console.print(f"[yellow]warning:[/] {note}", highlight=False,
-                                                                soft_wrap=True))
-    console.print(f"wrote {len(written)} files to {out}")
+    if images:
+        written = write_predictions(segmenter, images, out, overlay,
+                                    warn=lambda note: console.print(f"[yellow]warning:[/] {note}", highlight=False,
+                                                                    soft_wrap=True))
+        console.print(f"wrote {len(written)} files to {out}")
+    for video in videos:
+        code = _predict_video(segmenter, video, out, masks, keep_all_frames, reconnect)
+        if code:
+            raise typer.Exit(code)
+
+
+class _StatusLine:
+    """A line redrawn in place on a terminal, or a plain line every few seconds in a pipe or log."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.shown = name, -float("inf")
+        self.live = console.status(name) if console.is_terminal else None
+        if self.live is not None:
+            self.live.start()
+
+    def update(self, stats: StreamStats) -> None:
+        now = time.monotonic()
+        if now - self.shown < (0.25 if self.live is not None else 5.0):
+            return
+        self.shown = now
+        if self.live is not None:
+            self.live.update(f"{self.name}: {stats.line()}")
+        else:
+            console.print(f"{self.name}: {stats.line()}", highlight=False, soft_wrap=True)
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+
+
+def _predict_video(segmenter: Segmenter, source: str, out: Path, masks: bool, keep_all_frames: bool,
+                   reconnect: int) -> int:
+    """Segment one video, camera or stream; SIGINT/SIGTERM end it cleanly. Returns 0, or 128 + the signal."""
+    from rdd_deploy.runtime.tables import print_fitted, stream_table
+    from rdd_deploy.runtime.video_predict import VideoPrediction
+    run = VideoPrediction(segmenter, source, out, masks, keep_all_frames or None, reconnect)
+    received: list[int] = []
+
+    def stop(signum: int, _frame: object) -> None:
+        received.append(signum)
+        run.stop()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    status = _StatusLine(source)
+    try:
+        run.run(status.update)
+    finally:
+        status.close()
+        written = run.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        stopped_by = signal.Signals(received[0]).name if received else None
+        print_fitted(stream_table(source, run.stats.to_dict(), written, stopped_by))
+    return 128 + received[0] if received else 0

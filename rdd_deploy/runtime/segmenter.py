@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,6 +20,9 @@ from rdd_deploy.runtime.engine import Engine, open_engine
 from rdd_deploy.runtime.images import as_image
 from rdd_deploy.runtime.model_info import ModelInfo
 from rdd_deploy.runtime.preprocess import class_map, normalize_batch, resize_image, resize_logits
+
+if TYPE_CHECKING:
+    from rdd_deploy.runtime.pipeline import FrameStream
 
 ImageInput = np.ndarray | str | os.PathLike
 
@@ -115,3 +119,11 @@ class Segmenter:
         """HxW class-index mask of one image (HxWx3 uint8 RGB array or an image file path)."""
         return self.predict_batch([image])[0]
 
+
+    def stream(self, source: str | int, keep_all_frames: bool | None = None, reconnect: int = 0) -> FrameStream:
+        """Iterate over a video file, camera (index N or /dev/videoN) or rtsp/http URL: StreamFrames with mask and
+        timing, decoded and segmented in background threads. Live sources drop stale frames unless
+        `keep_all_frames`; `reconnect` reopens a stopped stream that many times. Needs the [video] extra."""
+        from rdd_deploy.runtime.pipeline import FrameStream
+        return FrameStream(self, f"/dev/video{source}" if isinstance(source, int) else str(source),
+                           keep_all_frames, reconnect)

@@ -131,3 +131,36 @@ def parity_table(report: ParityReport, title: str) -> Table:
     table.add_row("max |logit error|", _fmt(report.max_abs_error, 5), "")
     table.add_row("mean |logit error|", _fmt(report.mean_abs_error, 6), "")
     return table
+
+
+def stream_table(source: str, summary: dict[str, Any], written: Sequence[Path], stopped_by: str | None) -> Table:
+    """The summary of one video, camera or stream run (StreamStats.to_dict()) and the files it wrote."""
+    title = f"{source}" + (f" · stopped by {stopped_by}" if stopped_by else "")
+    table = Table(title=title, title_justify="left", show_header=False)
+    table.add_column("")
+    table.add_column("", justify="right")
+    table.add_row("frames written", str(summary["frames"]))
+    table.add_row("frames dropped (stale)", str(summary["dropped"]))
+    table.add_row("seconds", _fmt(summary["seconds"], 1))
+    table.add_row("FPS", _fmt(summary["fps"], 2))
+    table.add_row("latency p50 / p99 ms", f"{_fmt(summary['latency_p50_ms'], 1)} / "
+                  f"{_fmt(summary['latency_p99_ms'], 1)}")
+    for path in written:
+        table.add_row("wrote", str(path))
+    return table
+
+
+def video_bench_table(rows: Sequence[dict[str, Any]], host: str) -> Table:
+    """Per model: FPS of the engine alone, the sequential and the concurrent pipeline, and their ratios."""
+    first = rows[0]
+    title = (f"frames per second · {first['frames']} frames of {first['size'][0]}x{first['size'][1]} · median of "
+             f"{first['rounds']} interleaved rounds · host {host} · pipeline = decode, segment, overlay, encode")
+    table = Table(title=title, title_justify="left")
+    table.add_column("model")
+    for name in ("engine", "sequential", "concurrent", "conc/seq", "conc/engine"):
+        table.add_column(name, justify="right")
+    for row in rows:
+        table.add_row(Path(row["model"]).name, _fmt(row["engine_fps"]), _fmt(row["sequential_fps"]),
+                      _fmt(row["concurrent_fps"]), f"{row['concurrent_vs_sequential']:.2f}x",
+                      f"{row['concurrent_vs_engine']:.2f}x")
+    return table

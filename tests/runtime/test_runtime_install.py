@@ -101,3 +101,22 @@ def test_training_commands_name_the_extra_in_one_line(runtime_venv: Path, argume
         rf"error: `rdd-deploy {arguments[0]}` needs (torch|onnx), which the runtime-only install leaves out: pip "
         r'install "rdd-deploy\[train\]" \(the runtime alone runs bench, validate, parity and predict on exported '
         r"models\)", lines[0]), lines
+
+
+@pytest.mark.slow  # adds PyAV (a 36 MB wheel) to the venv of the tests above
+def test_the_video_extra_adds_pyav_and_still_no_torch(runtime_venv: Path, models: tuple[Path, Path],
+                                                     tmp_path: Path) -> None:
+    from .video_helpers import synthetic_frames, write_video
+    source = runtime_venv.parent / "src"
+    install = subprocess.run([str(runtime_venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-compile",
+                              "-c", str(source / "constraints.txt"), f"{source}[video]"], capture_output=True,
+                             text=True, timeout=1800)
+    assert install.returncode == 0, install.stdout + install.stderr
+    probe = subprocess.run([str(runtime_venv / "bin" / "python"), "-c", "import av, torch"], capture_output=True,
+                           text=True)
+    assert probe.returncode == 1 and "No module named 'torch'" in probe.stderr
+    video = write_video(tmp_path / "clip.mp4", synthetic_frames(5))
+    predict = run(runtime_venv, "predict", models[0], video, "--out", tmp_path / "out", "--masks")
+    assert predict.returncode == 0, predict.stderr
+    assert len((tmp_path / "out" / "clip.jsonl").read_text().splitlines()) == 5
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["clip.jsonl", "clip_masks.mkv", "clip_overlay.mp4"]
