@@ -25,6 +25,7 @@ import math
 import os
 import statistics
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -78,6 +79,8 @@ TABLES = {
 QUICK_VARIANTS = ["ce", "kd", "rdd", "rdd official", "at+rdd"]
 # OHEM's min_kept in the official code is 100000 pixels of a 2 x 512 x 1024 GPU batch: the same 9.5 % here.
 OFFICIAL_KEPT_SHARE = 100_000 / (2 * 512 * 1024)
+# scores compared between variants, each a fraction per run (score_run)
+METRICS = ("miou", "boundary_miou", "interior_miou")
 # image size, teacher iterations (None: the packaged teacher), student iterations, runs at once
 BUDGETS = {
     "cpu": {"size": 64, "teacher_iters": None, "student_iters": STUDENT["optim"]["iters"], "jobs": 2},
@@ -111,8 +114,8 @@ def finished(run_dir: Path, config: dict[str, Any]) -> bool:
     return state["iteration"] >= config["optim"]["iters"]
 
 
-def train_run(config: dict[str, Any], run_dir: Path, device: str, threads: int) -> float:
-    """Train (or reuse) one run in this process and return its final val mIoU."""
+def train_run(config: dict[str, Any], run_dir: Path, device: str, threads: int) -> dict[str, Any]:
+    """Train (or reuse) one run in this process and return its scores (`score_run`)."""
     import torch
 
     from rdd_deploy.distill.config import config_from_dict
@@ -120,10 +123,40 @@ def train_run(config: dict[str, Any], run_dir: Path, device: str, threads: int) 
 
     torch.set_num_threads(threads)
     if not finished(run_dir, config):
-        # log.jsonl keeps the share of pixels TSE-RDD selects, read back by the study's analysis
+        # log.jsonl keeps the share of pixels TSE-RDD selects, read back by score_run
         train(config_from_dict(config, str(run_dir)), run_dir, resume=(run_dir / "last.pt").is_file(),
               device=device, log=True)
-    return float(load_checkpoint(run_dir / "last.pt")["meta"]["miou"])
+    return score_run(run_dir, config["data"]["dataset"], device)
+
+
+def score_run(run_dir: Path, data: str, device: str) -> dict[str, Any]:
+    """The final student's val mIoU, Boundary IoU and interior IoU (mean and per class), and the mean share of
+    labelled pixels TSE-RDD selected over its training (None for methods without TSE)."""
+    from rdd_deploy.checkpoint import meta_normalization, model_from_checkpoint
+    from rdd_deploy.distill.evaluate import predict_probabilities
+    from rdd_deploy.runtime.boundary import BoundaryIoU
+    from rdd_deploy.runtime.metrics import SegmentationScores, by_name
+
+    model, meta = model_from_checkpoint(run_dir / "last.pt")
+    channel_order, mean, std = meta_normalization(meta)
+    dataset = build_dataset(data, "val", mean=mean, std=std, channel_order=channel_order)
+    names, ignore = dataset.info.class_names, dataset.info.ignore_index
+    scores = SegmentationScores(len(names), ignore, names)
+    interior = BoundaryIoU(len(names), ignore, region="interior")
+    model.to(device)
+    for index in range(len(dataset)):
+        image, label = dataset[index]
+        pred = predict_probabilities(model, image[None].to(device)).argmax(dim=1)[0].cpu().numpy()
+        scores.update(pred, label.numpy())
+        interior.update(pred, label.numpy())
+    result = scores.summary()
+    if not math.isclose(result["miou"], meta["miou"], abs_tol=1e-9):  # the trainer's own validation, same images
+        raise SystemExit(f"{run_dir}: re-scored mIoU {result['miou']} differs from the recorded {meta['miou']}")
+    inside = interior.compute()
+    selected = [record["selected"] for record in map(json.loads, (run_dir / "log.jsonl").read_text().splitlines())
+                if record.get("stage") == "tse" and "selected" in record]
+    return {**result, "interior_miou": inside["mean"], "interior_iou": by_name(names, inside["per_class"]),
+            "tse_selected": statistics.mean(selected) if selected else None}
 
 
 def student_config(name: str, seed: int, teacher: Path, data: str, size: int, iters: int) -> dict[str, Any]:
@@ -148,21 +181,66 @@ def t_interval(differences: list[float]) -> tuple[float, float | None, float | N
     return mean, mean - half, mean + half
 
 
-def summarise(runs: dict[str, dict[int, float]]) -> dict[str, Any]:
-    """Per variant: mean, std, runs, and the paired difference to KD and CE over the seeds both have."""
+def paired(by_seed: dict[int, dict[str, Any]], reference: dict[int, dict[str, Any]],
+           value: Callable[[dict[str, Any]], float | None]) -> dict[str, Any] | None:
+    """Mean and 95 % interval of value(run) - value(reference run) over the seeds both have (None if none)."""
+    pairs = [(value(by_seed[s]), value(reference[s])) for s in sorted(set(by_seed) & set(reference))]
+    differences = [a - b for a, b in pairs if a is not None and b is not None]
+    if not differences:
+        return None
+    mean, low, high = t_interval(differences)
+    return {"mean": mean, "ci95": [low, high], "seeds": len(differences)}
+
+
+def summarise(runs: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
+    """Per variant: mIoU mean, std and runs, and paired differences to KD and CE over the seeds both have; under
+    `metrics`, the same for Boundary and interior IoU; under `per_class`, each class's IoU and Boundary IoU
+    difference to KD; `tse_selected`, the mean share of pixels TSE-RDD selected."""
     summary = {}
     for name, by_seed in runs.items():
-        values = [by_seed[s] for s in sorted(by_seed)]
-        row: dict[str, Any] = {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1
-                               else 0.0, "runs": {str(s): by_seed[s] for s in sorted(by_seed)}}
+        seeds = sorted(by_seed)
+        row: dict[str, Any] = {"runs": {str(s): by_seed[s] for s in seeds}, "metrics": {}, "per_class": {}}
         base = name.split("+")[0] if name.endswith("+rdd") else None  # RDD on top of another distiller
-        for reference in ("kd", "ce", *([base] if base else [])):
-            seeds = sorted(set(by_seed) & set(runs.get(reference, {})))
-            if name != reference and seeds:
-                mean, low, high = t_interval([by_seed[s] - runs[reference][s] for s in seeds])
-                row[f"vs_{reference}"] = {"mean": mean, "ci95": [low, high], "seeds": len(seeds)}
+        references = [r for r in ("kd", "ce", *([base] if base else [])) if r != name and r in runs]
+        for metric in METRICS:
+            values = [by_seed[s][metric] for s in seeds]
+            row["metrics"][metric] = {"mean": statistics.mean(values),
+                                      "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+            for reference in references:
+                row["metrics"][metric][f"vs_{reference}"] = paired(by_seed, runs[reference], lambda r: r[metric])
+        row.update({key: row["metrics"]["miou"][key] for key in row["metrics"]["miou"]})  # mIoU at the top
+        if "kd" in references:
+            for per_class in ("iou", "boundary_iou"):
+                classes = by_seed[seeds[0]][per_class]
+                row["per_class"][per_class] = {c: paired(by_seed, runs["kd"], lambda r: r[per_class][c])
+                                               for c in classes}
+        shares = [by_seed[s]["tse_selected"] for s in seeds if by_seed[s]["tse_selected"] is not None]
+        row["tse_selected"] = statistics.mean(shares) if shares else None
         summary[name] = row
     return summary
+
+
+def seeds_needed(paired_sd: float, half_width: float) -> int:
+    """The fewest paired seeds whose 95 % t-interval half-width, at this SD of the differences, is <= half_width."""
+    from scipy import stats
+
+    n = 2
+    while stats.t.ppf(0.975, n - 1) * paired_sd / math.sqrt(n) > half_width:
+        n += 1
+    return n
+
+
+def plan_seeds(previous: dict[str, Any], half_width: float, variant: str = "rdd") -> dict[str, Any]:
+    """From an earlier study's JSON: the SD of `variant` - KD over its seeds and the seeds a 95 % interval no wider
+    than +-half_width (mIoU points) needs at that SD."""
+    def miou(run: float | dict[str, Any]) -> float:  # earlier studies stored the mIoU alone
+        return run["miou"] if isinstance(run, dict) else run
+
+    runs, kd = previous["students"][variant]["runs"], previous["students"]["kd"]["runs"]
+    differences = [100 * (miou(runs[s]) - miou(kd[s])) for s in sorted(set(runs) & set(kd), key=int)]
+    sd = statistics.stdev(differences)
+    return {"variant": variant, "pilot_seeds": len(differences), "pilot_mean": statistics.mean(differences),
+            "paired_sd": sd, "half_width": half_width, "seeds_needed": seeds_needed(sd, half_width)}
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -170,21 +248,37 @@ def markdown(result: dict[str, Any]) -> str:
     students, floor = result["students"], result["majority_floor"]
 
     def diff(row: dict[str, Any], key: str) -> str:
-        if key not in row:
+        d = row.get(key)
+        if d is None:
             return "-"
-        d = row[key]
         if d["ci95"][0] is None:
             return f"{100 * d['mean']:+.2f}"
         return f"{100 * d['mean']:+.2f} [{100 * d['ci95'][0]:+.2f}, {100 * d['ci95'][1]:+.2f}]"
 
     lines = [f"teacher {100 * result['teacher_miou']:.2f} · majority-class floor {100 * floor:.2f}", ""]
     for title, names in TABLES.items():
+        if not any(name in students for name in names):
+            continue
         lines += [f"**{title}**", "", "| student | mIoU % mean ± std | Δ vs KD [95 % CI] | Δ vs CE [95 % CI] |",
                   "|---|---:|---:|---:|"]
         lines += [f"| {name} | {100 * students[name]['mean']:.2f} ± {100 * students[name]['std']:.2f} | "
                   f"{diff(students[name], 'vs_kd')} | {diff(students[name], 'vs_ce')} |"
                   for name in names if name in students]
         lines.append("")
+    lines += ["**where the difference lives: paired Δ vs KD, points [95 % CI]**", "",
+              "| student | Δ mIoU | Δ Boundary IoU | Δ interior IoU | TSE selects (share of labelled pixels) |",
+              "|---|---:|---:|---:|---:|"]
+    for name, row in students.items():
+        if name == "kd" or "vs_kd" not in row["metrics"]["miou"]:
+            continue
+        share = "-" if row["tse_selected"] is None else f"{100 * row['tse_selected']:.1f} %"
+        lines.append(f"| {name} | " + " | ".join(diff(row["metrics"][m], "vs_kd") for m in METRICS) + f" | {share} |")
+    for name, row in students.items():
+        if row["per_class"]:
+            lines += ["", f"**{name} - KD per class, points [95 % CI]**", "", "| class | Δ IoU | Δ Boundary IoU |",
+                      "|---|---:|---:|"]
+            lines += [f"| {c} | {diff(row['per_class']['iou'], c)} | {diff(row['per_class']['boundary_iou'], c)} |"
+                      for c in row["per_class"]["iou"]]
     return "\n".join(lines)
 
 
@@ -238,7 +332,13 @@ def main() -> None:
     parser.add_argument("--mislabel", type=int, help="percentage of the students' training objects labelled as "
                         "the class sharing their shape (default: the regime's)")
     parser.add_argument("--quick", action="store_true", help="2 seeds, 5 variants, a quarter of the iterations")
+    parser.add_argument("--plan-from", type=Path, help="print the seeds that an earlier study's spread of RDD - KD "
+                        "asks for, for an interval of +-HALF_WIDTH points, and exit")
+    parser.add_argument("--half-width", type=float, default=1.0)
     args = parser.parse_args()
+    if args.plan_from:
+        print(json.dumps(plan_seeds(json.loads(args.plan_from.read_text()), args.half_width), indent=2))
+        return
     budget = BUDGETS[args.device]
     seeds, variants = (args.seeds[:2], [v for v in args.variants if v in QUICK_VARIANTS]) if args.quick \
         else (args.seeds, args.variants)
@@ -270,13 +370,15 @@ def main() -> None:
                 "device": device_info()}
     floor = majority_floor(build_dataset(data, "val"))
     configs = {(seed, name): student_config(name, seed, teacher, data, size, iters) for seed, name in pairs}
-    runs: dict[str, dict[int, float]] = {}
+    runs: dict[str, dict[int, dict[str, Any]]] = {}
     with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
         futures = {pool.submit(train_run, configs[pair], args.out / f"{slug(pair[1])}_seed{pair[0]}", args.device,
                                threads): pair for pair in pairs}
         for future, (seed, name) in futures.items():  # in submission order, so the JSON grows seed by seed
             runs.setdefault(name, {})[seed] = future.result()
-            print(f"{name:14s} seed {seed}: {100 * runs[name][seed]:.2f}", flush=True)
+            scores = runs[name][seed]
+            print(f"{name:14s} seed {seed}: mIoU {100 * scores['miou']:.2f}  boundary "
+                  f"{100 * scores['boundary_miou']:.2f}  interior {100 * scores['interior_miou']:.2f}", flush=True)
             result = {"settings": {**settings, "minutes_this_call": round((time.time() - started) / 60, 1)},
                       "teacher_miou": teacher_miou, "majority_floor": floor,
                       "students": summarise({n: runs[n] for n in variants if n in runs})}

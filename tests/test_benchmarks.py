@@ -53,10 +53,14 @@ def test_accuracy_study_quick_path_is_paired_and_resumable(tmp_path: Path) -> No
     assert report["settings"]["data"] == "synthetic:size=64,train=256,val=64,seed=0,mislabel=50"
     rdd = report["students"]["rdd"]
     kd_runs = report["students"]["kd"]["runs"]
-    paired = [rdd["runs"][s] - kd_runs[s] for s in ("0", "1")]
+    paired = [rdd["runs"][s]["miou"] - kd_runs[s]["miou"] for s in ("0", "1")]
     assert abs(rdd["vs_kd"]["mean"] - sum(paired) / 2) < 1e-12 and rdd["vs_kd"]["seeds"] == 2
     low, high = rdd["vs_kd"]["ci95"]
     assert low <= rdd["vs_kd"]["mean"] <= high
+    boundary = [rdd["runs"][s]["boundary_miou"] - kd_runs[s]["boundary_miou"] for s in ("0", "1")]
+    assert abs(rdd["metrics"]["boundary_miou"]["vs_kd"]["mean"] - sum(boundary) / 2) < 1e-12
+    assert set(rdd["per_class"]["iou"]) == set(kd_runs["0"]["iou"]) and len(kd_runs["0"]["boundary_iou"]) == 8
+    assert 0 < rdd["tse_selected"] <= 1 and report["students"]["kd"]["tse_selected"] is None
     assert "vs_kd" not in report["students"]["kd"] and 0 < report["majority_floor"] < report["teacher_miou"]
     assert (tmp_path / "study.png").stat().st_size > 1000
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)  # every run is reused
@@ -64,6 +68,21 @@ def test_accuracy_study_quick_path_is_paired_and_resumable(tmp_path: Path) -> No
     other = command[:command.index("--student-iters") + 1] + ["3"] + command[command.index("--student-iters") + 2:]
     refused = subprocess.run(other, capture_output=True, text=True, timeout=600)  # never reuse another recipe's run
     assert refused.returncode != 0 and "holds a run of another recipe" in refused.stderr.strip().splitlines()[-1]
+
+
+def test_seed_plan_reaches_the_asked_interval_with_the_fewest_seeds(monkeypatch: pytest.MonkeyPatch) -> None:
+    from scipy import stats
+
+    study = load_script("accuracy_study", monkeypatch)
+    half = lambda n, sd: stats.t.ppf(0.975, n - 1) * sd / n ** 0.5  # noqa: E731
+    for sd, width in ((1.62, 1.0), (3.46, 2.0), (0.3, 1.0)):
+        n = study.seeds_needed(sd, width)
+        assert half(n, sd) <= width and (n == 2 or half(n - 1, sd) > width)
+    previous = {"students": {"kd": {"runs": {"0": 0.40, "1": 0.42, "2": 0.41}},
+                             "rdd": {"runs": {"0": {"miou": 0.41}, "1": {"miou": 0.42}, "2": {"miou": 0.43}}}}}
+    plan = study.plan_seeds(previous, 1.0)
+    assert plan["pilot_mean"] == pytest.approx(1.0) and plan["paired_sd"] == pytest.approx(1.0)
+    assert plan["seeds_needed"] == study.seeds_needed(1.0, 1.0)
 
 
 def load_script(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
