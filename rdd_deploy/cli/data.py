@@ -25,9 +25,8 @@ def _tables(report: dict[str, Any]) -> list[Any]:
                        f"{100 * numbers['ignored_share']:.2f}")
     from rdd_deploy.data.check import RARE_IMAGES, RARE_SHARE
 
-    classes = Table(title=f"classes: share of labelled pixels, images holding them; rare: in fewer than "
-                          f"{RARE_IMAGES} training images or under {100 * RARE_SHARE:g} % of their pixels",
-                    title_justify="left")
+    classes = Table(title=f"classes (rare: in < {RARE_IMAGES} training images or < {100 * RARE_SHARE:g} % of "
+                          "their pixels)", title_justify="left")
     classes.add_column("class")
     for split in report["splits"]:
         classes.add_column(f"{split} %", justify="right")

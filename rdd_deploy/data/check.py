@@ -58,8 +58,8 @@ def inspect(dataset: Any, index: int) -> Item:
         item.problems.append(str(exc))
     if label is not None:
         classes = dataset.info.num_classes
-        counts = np.bincount(np.where(label == IGNORE_INDEX, classes, label).ravel(), minlength=classes + 1)
-        item.counts = counts[:classes + 1]
+        counts = np.bincount(label.ravel(), minlength=IGNORE_INDEX + 1)  # train ids: 0..classes-1 and 255
+        item.counts = np.append(counts[:classes], counts[IGNORE_INDEX])
         if image is not None and image.shape[:2] != label.shape:
             item.problems.append(f"image {item.image} is {image.shape[0]}x{image.shape[1]} but its label "
                                  f"{item.source} is {label.shape[0]}x{label.shape[1]}")
