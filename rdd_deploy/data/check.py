@@ -89,8 +89,13 @@ def _value_problems(items: list[Item], info: Any) -> list[str]:
             masks[what] += 1
             example.setdefault(what, item.source)
     classes = f"{info.num_classes} classes"
-    return [f"{what} is no class of the data set ({classes}): {pixels[what]} pixels in {masks[what]} masks, "
-            f"e.g. {example[what]}" for what in sorted(pixels)]
+    return [f"{what} is no class of the data set ({classes}): {plural(pixels[what], 'pixel')} in "
+            f"{plural(masks[what], 'mask')}, e.g. {example[what]}" for what in sorted(pixels)]
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 mask', '2 masks'."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def open_splits(spec: str) -> tuple[dict[str, Any], list[str]]:

@@ -76,7 +76,7 @@ def test_every_planted_fault_is_one_line(five_classes: Path) -> None:
                 f"is 32x32 but its label {masks / 'train' / 'train_001.png'} is 16x16",
                 f"value 7 is no class of the data set (5 classes): 18 pixels in 2 masks, e.g. "
                 f"{masks / 'train' / 'train_002.png'}",
-                f"colour (1, 2, 3) is no class of the data set (5 classes): 1 pixels in 1 masks, e.g. "
+                f"colour (1, 2, 3) is no class of the data set (5 classes): 1 pixel in 1 mask, e.g. "
                 f"{masks / 'train' / 'train_003.png'}",
                 f"mask {masks / 'val' / 'val_000.jpg'} is a JPEG",
                 f"image {images / 'val' / 'val_001.png'} has no mask",
