@@ -100,7 +100,7 @@ class CocoDataset:
 
     def __init__(self, info: DatasetInfo, annotations: Path, folder: Path, augment: Augment,
                  max_images: int | None) -> None:
-        self.info, self.annotations, self.augment, self.mask = info, annotations, augment, mask_api()
+        self.info, self.annotations, self.augment = info, annotations, augment  # picklable for DataLoader workers
         spec = read_json(annotations)
         classes = {c["id"]: index for index, c in enumerate(class_categories(spec), 1)}
         images = sorted(spec["images"], key=lambda record: record["file_name"])[:max_images]
@@ -137,9 +137,9 @@ class CocoDataset:
             if any(len(polygon) < 6 for polygon in segmentation):
                 raise RDDError(f"{self.annotations}: annotation {annotation.get('id')} has a polygon of fewer "
                                "than 3 points")
-            return self.mask.merge(self.mask.frPyObjects(segmentation, height, width))
+            return mask_api().merge(mask_api().frPyObjects(segmentation, height, width))
         if isinstance(segmentation.get("counts"), list):  # uncompressed RLE (usual for iscrowd objects)
-            return self.mask.frPyObjects(segmentation, height, width)
+            return mask_api().frPyObjects(segmentation, height, width)
         return segmentation  # compressed RLE
 
     def read_labels(self, index: int) -> tuple[np.ndarray, dict[str, int]]:
@@ -147,7 +147,8 @@ class CocoDataset:
         record = self.records[index]
         height, width = int(record["height"]), int(record["width"])
         label = np.zeros((height, width), dtype=np.int64)
-        objects = [(self.mask.decode(self._rle(a, height, width)).astype(bool), a) for a in self.objects[record["id"]]]
+        decode = mask_api().decode
+        objects = [(decode(self._rle(a, height, width)).astype(bool), a) for a in self.objects[record["id"]]]
         solid = sorted((o for o in objects if not o[1].get("iscrowd")), key=lambda o: -int(o[0].sum()))
         for pixels, annotation in solid:  # sorted() is stable: among equal areas, file order
             label[pixels] = annotation["class"]

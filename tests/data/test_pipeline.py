@@ -16,7 +16,7 @@ from rdd_deploy.cli import app
 from rdd_deploy.data.synthetic import NAMES, PALETTE
 from rdd_deploy.errors import RDDError
 from rdd_deploy.runtime import Segmenter
-from .own_data import write_folder
+from .own_data import write_coco, write_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -37,6 +37,16 @@ def test_folder_set_trains_distils_exports_and_validates(tmp_path: Path) -> None
     assert result.exit_code == 0, result.output
     meta = load_checkpoint(tmp_path / "student" / "best.pt")["meta"]
     assert tuple(meta["class_names"]) == NAMES and [tuple(c) for c in meta["palette"]] == PALETTE
+
+    # the same validation images as a COCO export score the same (DataLoader workers read the COCO set)
+    scores = []
+    for spec, workers in ((data, "0"), (f"coco:{write_coco(tmp_path / 'my_coco', 'polygons')}", "2")):
+        out = tmp_path / f"evaluate_{workers}.json"
+        result = runner.invoke(app, ["evaluate", "--checkpoint", str(tmp_path / "student" / "best.pt"), "--data",
+                                     spec, "--workers", workers, "--device", "cpu", "--json", str(out)])
+        assert result.exit_code == 0, result.output
+        scores.append(json.loads(out.read_text()))
+    assert scores[0]["miou"] == scores[1]["miou"] and list(scores[1]["iou"]) == list(NAMES)
 
     result = runner.invoke(app, ["export", "--checkpoint", str(tmp_path / "student" / "best.pt"), "--input-size",
                                  "32x32", "--out", str(tmp_path / "export")])
