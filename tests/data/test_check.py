@@ -80,7 +80,8 @@ def test_every_planted_fault_is_one_line(five_classes: Path) -> None:
                 f"{masks / 'train' / 'train_003.png'}",
                 f"mask {masks / 'val' / 'val_000.jpg'} is a JPEG",
                 f"image {images / 'val' / 'val_001.png'} has no mask",
-                f"image {images / 'val' / 'copy.png'} (val) has the same pixels as {images / 'train' / 'train_003.png'}"]
+                f"image {images / 'val' / 'copy.png'} (val) has the same pixels as "
+                f"{images / 'train' / 'train_003.png'}"]
     assert len(found) == len(expected), "\n".join(found)
     for fragment in expected:
         assert sum(fragment in line for line in found) == 1, (fragment, found)
