@@ -1,7 +1,7 @@
 """`folder:/path`: a user's own images and masks, described by dataset.yaml or exported by CVAT as they are.
 
-Pairs are matched by file stem: images/<split>/<stem>.<jpg|png|...> with masks/<split>/<stem>.png, or the
-stems (or `image mask` path pairs) of a per-split list file, looked up in images/ and masks/.
+Pairs are matched by file stem: images/<split>/<stem>.<jpg|png|...> with masks/<split>/<stem>.png (subfolders
+mirrored), or the stems (or `image mask` path pairs) of a per-split list file, looked up in images/ and masks/.
 """
 
 from __future__ import annotations
@@ -18,11 +18,10 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 JPEG_SUFFIXES = (".jpg", ".jpeg")
 
 
-def image_index(folder: Path, recursive: bool) -> dict[str, Path]:
-    """Stem (relative path without suffix) -> image file; two images with one stem are an error."""
+def image_index(folder: Path) -> dict[str, Path]:
+    """Stem (path relative to `folder`, without suffix) -> image file; two images with one stem are an error."""
     index: dict[str, Path] = {}
-    files = folder.rglob("*") if recursive else folder.iterdir()
-    for path in sorted(files):
+    for path in sorted(folder.rglob("*")):
         if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
             stem = path.relative_to(folder).with_suffix("").as_posix()
             if stem in index:
@@ -36,7 +35,7 @@ def _listed(description: Description, split: str) -> tuple[list[tuple[Path, Path
     list_file = description.list_files[split]
     if not list_file.is_file():
         raise RDDError(f"list file of split '{split}' not found: {list_file}")
-    images = image_index(description.images, recursive=True) if description.images.is_dir() else {}
+    images = image_index(description.images) if description.images.is_dir() else {}
     pairs, problems = [], []
     for number, line in enumerate(list_file.read_text().splitlines(), 1):
         fields = line.split()
@@ -71,7 +70,7 @@ def list_split(description: Description, split: str) -> tuple[list[tuple[Path, P
             raise RDDError(f"data set {description.root} has no split '{split}' (no folder {where}); it has: "
                            f"{', '.join(present) or 'none'}")
         pairs = [(image, description.masks / split / f"{stem}.png")
-                 for stem, image in image_index(where, recursive=False).items()]
+                 for stem, image in image_index(where).items()]
         problems = []
     kept = []
     for image, mask in pairs:

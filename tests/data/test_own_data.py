@@ -71,6 +71,17 @@ def test_list_files_and_palette_masks(tmp_path: Path) -> None:
     assert len(build_dataset(f"folder:{root}", "train")) == 1
 
 
+def test_subfolders_pair_by_relative_stem(tmp_path: Path) -> None:
+    root = write_folder(tmp_path / "set")
+    for folder in ("images", "masks"):
+        (root / folder / "val" / "site_b").mkdir()
+        (root / folder / "val" / "val_001.png").rename(root / folder / "val" / "site_b" / "val_001.png")
+    dataset = build_dataset(f"folder:{root}", "val")
+    assert [p.relative_to(root).as_posix() for p, _ in dataset.pairs] == ["images/val/site_b/val_001.png",
+                                                                          "images/val/val_000.png"]
+    assert np.array_equal(dataset.raw(0)[1], samples("val")[1][2])
+
+
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("names", None, "field 'names' is required"),
     ("names", ["a", "a"], "field 'names' lists 'a' twice"),
