@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from rdd_deploy.data import ade20k, camvid, cityscapes, coco, folder, synthetic, voc
-from rdd_deploy.data.describe import SPLITS as OWN_SPLITS
 from rdd_deploy.data.base import Augment, DatasetInfo
+from rdd_deploy.data.describe import SPLITS as OWN_SPLITS
 from rdd_deploy.errors import RDDError
 from rdd_deploy.runtime.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
@@ -64,7 +64,7 @@ def build_dataset(spec: str, split: str, crop_size: tuple[int, int] | None = Non
     if not reader.needs_path:
         return reader.build(argument, split, augment, max_images)
     if not argument:
-        raise RDDError(f"data set '{name}' needs a folder: use {name}:/path/to/{'data' if reader.info is None else name}")
+        raise RDDError(f"data set '{name}' needs a folder: use {name}:/path/to/{name}")
     root = Path(argument).expanduser()
     if not root.is_dir():
         raise RDDError(f"{name} root folder not found: {root}")
