@@ -132,3 +132,14 @@ def test_device_check_smoke_runs_every_stage_into_one_folder(tmp_path: Path) -> 
     files = sorted(p.name for p in out.iterdir())
     assert len(files) <= 8 and {"device_check.json", "device_check.log", "cuda_tests.xml"} <= set(files)
     assert "| batch2_contiguous | rdd_tse |" in result.stdout
+
+
+def test_check_data_benchmark_compares_with_decoding_in_one_run(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "check_data.py"), "--pairs", "4", "--size",
+                             "32x64", "--rounds", "1", "--json", str(tmp_path / "check.json")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "check.json").read_text())
+    assert report["problems"] == [] and report["pairs"] == 4 and report["device"]["cores"] >= 1
+    rates = report["pairs_per_s"]
+    assert report["check_vs_decode"] == pytest.approx(rates["check_data"] / rates["decode_only"], rel=1e-2)

@@ -3,6 +3,7 @@
     train.py    models, convert, train-teacher, distill, evaluate, quickstart   (needs the [train] extra)
     export.py   export, engine
     runtime.py  doctor, bench, validate, parity, predict                      (the runtime-only install)
+    data.py     check-data                                                    (the runtime-only install)
     options.py  the options and helpers they share
 """
 
@@ -14,7 +15,7 @@ from typing import Optional
 
 import typer
 
-from rdd_deploy.cli import export, runtime, train
+from rdd_deploy.cli import data, export, runtime, train
 from rdd_deploy.cli.options import console, is_main
 from rdd_deploy.errors import RDDError
 
@@ -35,7 +36,7 @@ def main(version: Optional[bool] = typer.Option(None, "--version", callback=_ver
     """Relative Difficulty Distillation for semantic segmentation, from training to the edge."""
 
 
-for group in (train, export, runtime):
+for group in (train, export, runtime, data):
     app.add_typer(group.app)
 
 

@@ -1,4 +1,6 @@
-"""Data sets by spec ("cityscapes:/data/cityscapes", "synthetic"): readers of the real layouts and a procedural set.
+"""Data sets by spec ("cityscapes:/data/cityscapes", "folder:/data/mine", "synthetic"): readers of the public
+layouts, of a team's own data (folder: described by dataset.yaml or a CVAT export; coco: COCO annotations),
+and a procedural set.
 
 Every data set gives `ds[i]` -> (float32 [3,H,W] image, int64 [H,W] label with 255 ignored), `ds.raw(i)` ->
 (uint8 HxWx3 image, label) without augmentation, `ds.image_path(i)` and `ds.info` (a DatasetInfo).
@@ -10,16 +12,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from rdd_deploy.data import ade20k, camvid, cityscapes, synthetic, voc
+from rdd_deploy.data import ade20k, camvid, cityscapes, coco, folder, synthetic, voc
 from rdd_deploy.data.base import Augment, DatasetInfo
+from rdd_deploy.data.describe import SPLITS as OWN_SPLITS
 from rdd_deploy.errors import RDDError
 from rdd_deploy.runtime.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 
 class Reader(NamedTuple):
-    """One entry of DATASETS: the classes, the splits, and the function that builds a split."""
+    """One entry of DATASETS: the classes (None: read from the data set's own files), the splits, and the
+    function that builds a split."""
 
-    info: DatasetInfo
+    info: DatasetInfo | None
     splits: tuple[str, ...]
     build: Callable[..., Any]
     needs_path: bool
@@ -31,6 +35,8 @@ DATASETS: dict[str, Reader] = {
     "voc": Reader(voc.INFO, tuple(voc.SPLITS), voc.build, True),
     "ade20k": Reader(ade20k.INFO, tuple(ade20k.SPLITS), ade20k.build, True),
     "synthetic": Reader(synthetic.INFO, tuple(synthetic.SPLIT_CODES), synthetic.build, False),
+    "folder": Reader(None, OWN_SPLITS, folder.build, True),
+    "coco": Reader(None, OWN_SPLITS, coco.build, True),
 }
 
 

@@ -27,7 +27,8 @@ class Section(BaseModel):
 class DataConfig(Section):
     """Which data set, and the paper's training augmentation."""
 
-    dataset: str = Field(description="NAME:PATH (cityscapes, camvid, voc, ade20k) or 'synthetic'")
+    dataset: str = Field(description="NAME:PATH (cityscapes, camvid, voc, ade20k; folder or coco for your own "
+                                     "data) or 'synthetic'")
     crop_size: tuple[int, int] = (512, 1024)
     scale_range: tuple[float, float] = (0.5, 2.0)
     flip: bool = True

@@ -41,7 +41,8 @@ class SeededAugmentation(Dataset):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(hash((self.seed, epoch, index)) & 0x7FFF_FFFF_FFFF_FFFF)
             image, label = augment_pixels(*self.dataset.raw(index), self.dataset.augment)
-        return torch.from_numpy(image), torch.from_numpy(label.astype(np.int64))  # a copy: readers may cache arrays
+        # copies: readers may cache their arrays, and PIL's are read-only (an uncropped image comes back as it is)
+        return torch.from_numpy(image.copy()), torch.from_numpy(label.astype(np.int64))
 
 
 class DeviceNormalizer:

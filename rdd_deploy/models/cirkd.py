@@ -118,8 +118,9 @@ def convert_cirkd(src: str | Path, model_name: str, num_classes: int, out: str |
     class_names: list[str] = [f"class_{i}" for i in range(num_classes)]
     palette = None
     if dataset is not None:
-        if dataset not in DATASETS:
-            raise RDDError(f"unknown data set '{dataset}'; known: {', '.join(DATASETS)}")
+        known = [name for name, reader in DATASETS.items() if reader.info is not None]
+        if dataset not in known:
+            raise RDDError(f"--dataset takes a built-in data set's name ({', '.join(known)}), not '{dataset}'")
         info = DATASETS[dataset].info
         if info.num_classes != num_classes:
             raise RDDError(f"{dataset} has {info.num_classes} classes, --num-classes says {num_classes}")

@@ -22,6 +22,7 @@ from rdd_deploy.runtime import Segmenter, SegmentationMetric
 from rdd_deploy.runtime.masks import mask_image, palette_of
 import rdd_deploy.runtime.evaluate, rdd_deploy.runtime.tables, rdd_deploy.runtime.tensorrt_engine
 import rdd_deploy.runtime.openvino_engine
+import rdd_deploy.data.folder, rdd_deploy.data.coco, rdd_deploy.data.check, rdd_deploy.cli.data  # own data sets
 
 segmenter = Segmenter.from_file(sys.argv[1], sys.argv[2])
 image = np.random.default_rng(0).integers(0, 256, (48, 80, 3), dtype=np.uint8)

@@ -120,3 +120,20 @@ def test_the_video_extra_adds_pyav_and_still_no_torch(runtime_venv: Path, models
     assert predict.returncode == 0, predict.stderr
     assert len((tmp_path / "out" / "clip.jsonl").read_text().splitlines()) == 5
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["clip.jsonl", "clip_masks.mkv", "clip_overlay.mp4"]
+
+
+@pytest.mark.slow  # shares the venv of the first test
+def test_own_data_sets_in_the_runtime_only_install(runtime_venv: Path, models: tuple[Path, Path],
+                                                   tmp_path: Path) -> None:
+    from data.own_data import write_coco, write_folder  # writers of a team's own data, 8 classes like the models
+
+    folder = f"folder:{write_folder(tmp_path / 'own', colour=True)}"
+    validate = run(runtime_venv, "validate", models[1], "--data", folder, "--json", tmp_path / "val.json")
+    assert validate.returncode == 0, validate.stderr
+    assert json.loads((tmp_path / "val.json").read_text())["images"] == 2
+    check = run(runtime_venv, "check-data", folder)
+    assert check.returncode == 0 and "no problems found" in check.stderr, check.stderr
+    # pycocotools is the [coco] extra's (and [train]'s): without it, coco: data sets name the extra in one line
+    coco = run(runtime_venv, "validate", models[1], "--data", f"coco:{write_coco(tmp_path / 'coco', 'rle')}")
+    assert coco.returncode == 1 and coco.stderr.strip() == (
+        'error: coco: data sets need pycocotools: pip install "rdd-deploy[coco]" (the [train] extra includes it)')
