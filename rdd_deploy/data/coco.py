@@ -84,12 +84,12 @@ def split_files(root: Path) -> dict[str, tuple[Path, Path]]:
 def dataset_info(root: Path, files: dict[str, tuple[Path, Path]]) -> DatasetInfo:
     """background + the categories, which every split's file must list alike."""
     names, first = None, None
-    for annotations, _ in files.values():
-        these = [c["name"] for c in class_categories(read_json(annotations))]
+    for annotation_file, _ in files.values():
+        these = [c["name"] for c in class_categories(read_json(annotation_file))]
         if names is None:
-            names, first = these, annotations
+            names, first = these, annotation_file
         elif these != names:
-            raise RDDError(f"{annotations} lists the categories {these}, {first} lists {names}; every split must "
+            raise RDDError(f"{annotation_file} lists the categories {these}, {first} lists {names}; every split must "
                            "have the same categories in the same order")
     classes = ("background", *names)
     return DatasetInfo(root.name, len(classes), classes, palette=default_palette(len(classes)))
