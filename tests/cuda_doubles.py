@@ -63,7 +63,7 @@ def cuda_modules(world: Any, native_handles: bool = True) -> dict[str, ModuleTyp
         return (ok,)
 
     def cudaMemcpyAsync(dst: int, src: int, count: int, kind: Any, stream: Any) -> tuple:  # noqa: N802
-        if not isinstance(stream, cudaStream_t):
+        if not isinstance(stream, (cudaStream_t, int)):  # cuda-bindings 12.9 and 13 also take 0 (legacy default)
             raise TypeError("stream must be a cudaStream_t")
         return cudaMemcpy(dst, src, count, kind)
 

@@ -143,7 +143,7 @@ def test_engine_from_the_onnx_that_carries_the_precision(version: str, precision
 @pytest.mark.slow
 def test_export_trt_on_tensorrt_10_builds_fp16_from_the_fp32_onnx_with_the_flag(
         make_checkpoint: Callable[..., Path], gpu: Callable[..., World], tmp_path: Path) -> None:
-    world = gpu("10.3.0.30")
+    world = gpu("10.3.0")
     files = export(make_checkpoint("deeplabv3_mbv2"), ExportOptions(trt=True, precision="fp16", input_size=(64, 96),
                                                                     out=tmp_path))
     assert [path.name for path in files] == ["deeplabv3_mbv2_64x96.onnx", "deeplabv3_mbv2_64x96_fp16.onnx",
@@ -220,7 +220,7 @@ def test_int8_scheme_choice_is_checked_before_any_work(make_checkpoint: Callable
 def test_calibration_errors_are_raised_after_the_build_not_swallowed(gpu: Callable[..., World],
                                                                      tmp_path: Path, exported: dict[str, Path],
                                                                      photos: list[np.ndarray]) -> None:
-    world = gpu("10.3.0.30", fail=("memcpy",))  # the second batch's host-to-device copy fails
+    world = gpu("10.3.0", fail=("memcpy",))  # the second batch's host-to-device copy fails
     with pytest.raises(RDDError, match=r"INT8 calibration failed on batch 2 of 4: RDDError: CUDA call cudaMemcpy "
                                        r"failed: cudaErrorInvalidValue; no engine written"):
         build_engine(exported["fp32"], tmp_path, EngineOptions("int8", batch=1, implicit_int8=True,
