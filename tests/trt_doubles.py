@@ -31,6 +31,8 @@ class World:
     version: str
     device: str = "NVIDIA Orin (fake)"
     capability: tuple[int, int] = (8, 7)
+    driver: bool = True  # False: no libcuda.so.1, which cuda-python reports as `cuda_python`'s release does
+    cuda_python: str = "12.9.4"
     fail: set[str] = field(default_factory=set)  # parse, profile, build, deserialize, wrong_logits, memcpy
     calls: list[tuple] = field(default_factory=list)
     loggers: int = 0

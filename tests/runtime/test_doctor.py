@@ -82,3 +82,22 @@ def test_cpu_features_come_from_cpuinfo(tmp_path: Path, monkeypatch: pytest.Monk
                            "cpu": info, "torch": NOT_INSTALLED, "fast_precisions": {}})
     assert [line.split(None, 1) for line in lines if line.startswith(("  features", "gpu"))] == [
         ["gpu", "none found (no nvidia-smi)"], ["features", "avx2, fma, avx512f, avx512_vnni, avx512_bf16"]]
+
+
+@pytest.mark.parametrize("cuda_python", ["12.6.3", "12.8.0", "12.9.4", "13.0.1"])
+def test_doctor_without_a_driver_says_so_in_one_line(cuda_python: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """cuda-python 12.6-12.8 raise RuntimeError where 12.9+ return cudaErrorInsufficientDriver: doctor exits 0 on both."""
+    import trt_doubles
+    from typer.testing import CliRunner
+
+    from rdd_deploy.cli import app
+    from rdd_deploy.runtime import doctor as doctor_module
+
+    trt_doubles.install(monkeypatch, trt_doubles.World("10.3.0", driver=False, cuda_python=cuda_python))
+    monkeypatch.setattr(doctor_module.shutil, "which", lambda name: None)  # no nvidia-smi to fall back on
+    result = CliRunner().invoke(app, ["doctor"])
+    assert result.exit_code == 0, result.output
+    rows = dict(line.split(None, 1) for line in result.stdout.splitlines() if not line.startswith(" "))
+    assert rows["cuda-python"].strip() == cuda_python
+    assert rows["gpu"].startswith(f"none found (cuda-python {cuda_python}: no NVIDIA driver (cudaGetDeviceCount: ")
+    assert "Traceback" not in result.output
