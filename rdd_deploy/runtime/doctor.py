@@ -14,6 +14,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from rdd_deploy.runtime.int8_targets import host_int8_target
+
 NOT_INSTALLED = "not installed"
 # CPU flags (Linux /proc/cpuinfo names) that decide how fast ONNX Runtime's CPU kernels run each precision.
 X86_FEATURES = ("avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8",
@@ -146,7 +148,7 @@ def collect() -> dict[str, Any]:
               "onnxruntime": onnxruntime_info(), "tensorrt": tensorrt_version(),
               "cuda_python": cuda_python, "gpus": gpus,
               "gpu_note": None if gpus else no_gpu,
-              "openvino": openvino_devices(), "cpu": cpu_info(),
+              "openvino": openvino_devices(), "cpu": cpu_info(), "int8_target": host_int8_target(),
               "torch": package_version("torch")}
     report["fast_precisions"] = fast_precisions(report)
     return report
@@ -164,6 +166,8 @@ def format_report(report: dict[str, Any]) -> list[str]:
             ("  devices", ", ".join(openvino["devices"]) or "none"),
             ("cpu", f"{cpu['model']} ({cpu['architecture']}, {cpu['cores']} cores)"),
             ("  features", ", ".join(cpu["features"]) or "none of " + ", ".join(X86_FEATURES)),
+            ("  int8 target", f"{report['int8_target']} (export --precision int8 --int8-for {report['int8_target']})"
+             if report["int8_target"] else "none: ONNX Runtime's INT8 guidance covers x86-64 and arm64"),
             ("torch", f"{report['torch']} (training and export only)")]
     rows += [(f"fast: {target}", text) for target, text in report["fast_precisions"].items()]
     width = max(len(name) for name, _ in rows)
