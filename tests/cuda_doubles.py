@@ -1,9 +1,9 @@
 """Strict test doubles of cuda-python's runtime bindings, for the TensorRT doubles in trt_doubles.py.
 
 Only functions, enums and types that `cuda.bindings.runtime` has (tests/export/test_tensorrt.py checks the names
-against the real module where cuda-python is installed), with its (error, value...) tuple returns, and both ways it fails without an NVIDIA driver (`World.driver`,
-`World.cuda_python`). Device memory
-is host memory reached through ctypes, recorded in the `World` of trt_doubles.py.
+against the real module where cuda-python is installed), with its (error, value...) tuple returns, and both ways
+it fails without an NVIDIA driver (`World.driver`, `World.cuda_python`). Device memory is host memory reached
+through ctypes, recorded in the `World` of trt_doubles.py.
 """
 
 from __future__ import annotations

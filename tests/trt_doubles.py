@@ -1,8 +1,9 @@
 """Strict test doubles of the tensorrt module (10.3, 10.16, 11.1, 11.4); cuda-python's are in cuda_doubles.py.
 
 Every class has only the methods, properties, argument names and enum values of the real Python bindings, as
-tests/trt_api/test_contract.py checks against dumps of the real wheels (tests/trt_api/make_dumps.py makes them): `__slots__` make any other attribute an AttributeError, wrong argument
-types a TypeError, and they return what the real calls return, None and -1 included. A `World` holds what a test
+tests/trt_api/test_contract.py checks against dumps of the real wheels (tests/trt_api/make_dumps.py makes them):
+`__slots__` make any other attribute an AttributeError, wrong argument types a TypeError, and they return what
+the real calls return, None and -1 included. A `World` holds what a test
 inspects or switches on: the calls, the loggers, device memory, and the failures to simulate. The "GPU" is host
 memory reached through ctypes, and an engine runs the ONNX file it was built from with ONNX Runtime, so the whole
 build -> deserialize -> execute_async_v3 -> copy-back path runs here.

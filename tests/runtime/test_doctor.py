@@ -91,7 +91,7 @@ def test_cpu_features_come_from_cpuinfo(tmp_path: Path, monkeypatch: pytest.Monk
 
 @pytest.mark.parametrize("cuda_python", ["12.6.3", "12.8.0", "12.9.4", "13.0.1"])
 def test_doctor_without_a_driver_says_so_in_one_line(cuda_python: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """cuda-python 12.6-12.8 raise RuntimeError where 12.9+ return cudaErrorInsufficientDriver: doctor exits 0 on both."""
+    """cuda-python 12.6-12.8 raise RuntimeError, 12.9+ return cudaErrorInsufficientDriver: doctor exits 0 on both."""
     import trt_doubles
     from typer.testing import CliRunner
 

@@ -28,7 +28,8 @@ HERE = Path(__file__).resolve().parent
 def real(version: str) -> dict[str, Any]:
     path = HERE / f"tensorrt-{version}.json"
     if not path.is_file():
-        pytest.fail(f"the doubles claim TensorRT {version}, which has no dump: python {HERE / 'make_dumps.py'} {version}")
+        pytest.fail(f"the doubles claim TensorRT {version}, which has no dump: "
+                    f"python {HERE / 'make_dumps.py'} {version}")
     return json.loads(path.read_text())
 
 
