@@ -182,3 +182,31 @@ def test_the_tensorrt_scheme_quantises_activations_symmetrically(make_checkpoint
             assert types == {np.dtype(np.int8)} and not any(point.any() for point in points)
         else:
             assert types == {np.dtype(np.uint8)} and any(point.any() for point in points)
+
+
+def test_an_int8_file_for_another_device_is_verified_as_its_qdq_graph_computes(
+        make_checkpoint: Callable[..., Path], photos: list[np.ndarray], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """This CPU's integer kernels are not the device's (x86 without VNNI saturates 8-bit weights): a file for
+    another device is checked with graph optimisations off, DequantizeLinear -> float op -> QuantizeLinear."""
+    from rdd_deploy.export import quantize
+
+    [fp32] = export(make_checkpoint("deeplabv3_mbv2"), ExportOptions(input_size=SIZE, out=tmp_path, verify=False))
+    float_qdq_runs: list[bool] = []
+
+    class Recorder:
+        def check(self, runner: Callable, precision: str, name: str) -> None:
+            assert np.isfinite(runner(np.zeros((1, 3, *SIZE), np.float32))[0]).all()
+
+    def runner(path: Path, float_qdq: bool = False) -> Callable:
+        float_qdq_runs.append(float_qdq)
+        return real(path, float_qdq)
+
+    real = quantize.onnx_runner
+    monkeypatch.setattr(quantize, "onnx_runner", runner)
+    host = host_int8_target()
+    other = "arm64" if host != "arm64" else "x86"
+    for target in (host, other, "tensorrt"):
+        export_onnx_int8(fp32, tmp_path / f"{target}.onnx", read_metadata(fp32), photos[:2], verifier=Recorder(),
+                         scheme=SCHEMES[target])
+    assert float_qdq_runs == [False, True, True]
