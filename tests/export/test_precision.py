@@ -184,6 +184,7 @@ def test_the_tensorrt_scheme_quantises_activations_symmetrically(make_checkpoint
             assert types == {np.dtype(np.uint8)} and any(point.any() for point in points)
 
 
+@pytest.mark.slow
 def test_an_int8_file_for_another_device_is_verified_as_its_qdq_graph_computes(
         make_checkpoint: Callable[..., Path], photos: list[np.ndarray], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
