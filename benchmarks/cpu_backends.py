@@ -36,10 +36,11 @@ from rdd_deploy.checkpoint import load_checkpoint
 from rdd_deploy.data import build_dataset
 from rdd_deploy.data.cityscapes import INFO as CITYSCAPES
 from rdd_deploy.export import ExportOptions, export
-from rdd_deploy.export.quantize import cpu_flags, cpu_scheme
+from rdd_deploy.export.quantize import host_scheme
 from rdd_deploy.parity import torch_segmenter
 from rdd_deploy.runtime import Segmenter
 from rdd_deploy.runtime.evaluate import dataset_samples
+from rdd_deploy.runtime.int8_targets import cpu_flags
 from rdd_deploy.runtime.latency import LatencyStats, interleave
 from rdd_deploy.runtime.openvino_engine import cpu_capabilities, import_openvino
 from rdd_deploy.runtime.parity import compare
@@ -130,7 +131,7 @@ def main() -> None:
     results: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d"),
         "device": {**device_info(), "openvino": ov.__version__, "cpu_features": [f for f in FEATURES if f in flags],
-                   "openvino_capabilities": cpu_capabilities(), "int8_scheme": cpu_scheme().to_metadata()},
+                   "openvino_capabilities": cpu_capabilities(), "int8_scheme": host_scheme().to_metadata()},
         "latency": [], "accuracy": []}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -1,8 +1,9 @@
 """Strict test doubles of cuda-python's runtime bindings, for the TensorRT doubles in trt_doubles.py.
 
 Only functions, enums and types that `cuda.bindings.runtime` has (tests/export/test_tensorrt.py checks the names
-against the real module where cuda-python is installed), with its (error, value...) tuple returns. Device memory
-is host memory reached through ctypes, recorded in the `World` of trt_doubles.py.
+against the real module where cuda-python is installed), with its (error, value...) tuple returns, and both ways
+it fails without an NVIDIA driver (`World.driver`, `World.cuda_python`). Device memory is host memory reached
+through ctypes, recorded in the `World` of trt_doubles.py.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from typing import Any
 def cuda_modules(world: Any, native_handles: bool = True) -> dict[str, ModuleType]:
     """cuda, cuda.bindings, cuda.bindings.runtime (and, from cuda-bindings 12.9.1, cuda.bindings.utils)."""
     cudart = ModuleType("cuda.bindings.runtime")
-    cudart.cudaError_t = enum.IntEnum("cudaError_t", ["cudaSuccess", "cudaErrorInvalidValue",
-                                                      "cudaErrorMemoryAllocation"], start=0)
+    cudart.cudaError_t = enum.IntEnum("cudaError_t", {"cudaSuccess": 0, "cudaErrorInvalidValue": 1,
+                                                      "cudaErrorMemoryAllocation": 2,
+                                                      "cudaErrorInsufficientDriver": 35, "cudaErrorNoDevice": 100})
     cudart.cudaMemcpyKind = enum.IntEnum("cudaMemcpyKind", ["cudaMemcpyHostToHost", "cudaMemcpyHostToDevice",
                                                             "cudaMemcpyDeviceToHost"], start=0)
     ok, invalid = cudart.cudaError_t.cudaSuccess, cudart.cudaError_t.cudaErrorInvalidValue
@@ -63,7 +65,7 @@ def cuda_modules(world: Any, native_handles: bool = True) -> dict[str, ModuleTyp
         return (ok,)
 
     def cudaMemcpyAsync(dst: int, src: int, count: int, kind: Any, stream: Any) -> tuple:  # noqa: N802
-        if not isinstance(stream, cudaStream_t):
+        if not isinstance(stream, (cudaStream_t, int)):  # cuda-bindings 12.9 and 13 also take 0 (legacy default)
             raise TypeError("stream must be a cudaStream_t")
         return cudaMemcpy(dst, src, count, kind)
 
@@ -78,11 +80,22 @@ def cuda_modules(world: Any, native_handles: bool = True) -> dict[str, ModuleTyp
     def cudaStreamDestroy(stream: Any) -> tuple:  # noqa: N802
         return (ok,)
 
+    def without_driver(function: Any, returns_value: bool) -> Any:
+        """The call on a host without libcuda.so.1: cuda-python 12.6-12.8 raise, 12.9+ return an error code."""
+        def call(*args: Any) -> tuple:
+            if tuple(int(v) for v in world.cuda_python.split(".")[:2]) < (12, 9):
+                raise RuntimeError("Failed to dlopen libcuda.so.1")
+            return (cudart.cudaError_t.cudaErrorInsufficientDriver,) + ((None,) if returns_value else ())
+        call.__name__ = function.__name__
+        return call
+
     for function in (cudaGetDeviceCount, cudaGetDeviceProperties, cudaMalloc, cudaFree, cudaMemcpy, cudaMemcpyAsync,
                      cudaStreamCreate, cudaStreamSynchronize, cudaStreamDestroy):
-        setattr(cudart, function.__name__, function)
+        returns_value = function in (cudaGetDeviceCount, cudaGetDeviceProperties, cudaMalloc, cudaStreamCreate)
+        setattr(cudart, function.__name__, function if world.driver else without_driver(function, returns_value))
     cudart.cudaStream_t = cudaStream_t
     bindings, cuda = ModuleType("cuda.bindings"), ModuleType("cuda")
+    bindings.__version__ = world.cuda_python
     bindings.runtime, cuda.bindings = cudart, bindings
     modules = {"cuda": cuda, "cuda.bindings": bindings, "cuda.bindings.runtime": cudart}
     if native_handles:

@@ -1,9 +1,9 @@
-"""Strict test doubles of the tensorrt module (10.3, 10.16, 11.1); cuda-python's are in cuda_doubles.py.
+"""Strict test doubles of the tensorrt module (10.3, 10.16, 11.1, 11.4); cuda-python's are in cuda_doubles.py.
 
-Every class has only the methods, properties, argument names and enums of the real Python bindings (NVIDIA/TensorRT
-python/src/infer/pyCore.cpp, pyGraph.cpp, pyInt8.cpp, python/src/parsers/pyOnnx.cpp; TensorRT 11 as the 10.x ->
-11.x migration guide lists its removals): `__slots__` make any other attribute an AttributeError, wrong argument
-types a TypeError, and they return what the real calls return, None and -1 included. A `World` holds what a test
+Every class has only the methods, properties, argument names and enum values of the real Python bindings, as
+tests/trt_api/test_contract.py checks against dumps of the real wheels (tests/trt_api/make_dumps.py makes them):
+`__slots__` make any other attribute an AttributeError, wrong argument types a TypeError, and they return what
+the real calls return, None and -1 included. A `World` holds what a test
 inspects or switches on: the calls, the loggers, device memory, and the failures to simulate. The "GPU" is host
 memory reached through ctypes, and an engine runs the ONNX file it was built from with ONNX Runtime, so the whole
 build -> deserialize -> execute_async_v3 -> copy-back path runs here.
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 PLAN_MAGIC, CACHE_MAGIC = b"\x00rdd-plan\x00", b"TRT-TIMING-CACHE"
-VERSIONS = ("10.3.0.30", "10.16.0.72", "11.1.0.8")  # JetPack 6, the last TensorRT 10, current TensorRT 11
+VERSIONS = ("10.3.0", "10.16.0.72", "11.1.0.106")  # JetPack 6, the last TensorRT 10, current TensorRT 11
 
 
 @dataclass
@@ -32,6 +32,8 @@ class World:
     version: str
     device: str = "NVIDIA Orin (fake)"
     capability: tuple[int, int] = (8, 7)
+    driver: bool = True  # False: no libcuda.so.1, which cuda-python reports as `cuda_python`'s release does
+    cuda_python: str = "12.9.4"
     fail: set[str] = field(default_factory=set)  # parse, profile, build, deserialize, wrong_logits, memcpy
     calls: list[tuple] = field(default_factory=list)
     loggers: int = 0
@@ -55,17 +57,22 @@ def tensorrt_module(world: World) -> ModuleType:
     major, minor = world.major, world.minor
     trt = ModuleType("tensorrt")
     trt.__version__ = world.version
-    creation = {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 1, "PREFER_AOT_PYTHON_PLUGINS": 2, "PREFER_JIT_PYTHON_PLUGINS": 3}
+    # Values as the real enums number them (tests/trt_api holds their dumps; test_contract.py compares).
     if major >= 11:
-        del creation["EXPLICIT_BATCH"]
-    if (major, minor) < (10, 16):
-        del creation["PREFER_AOT_PYTHON_PLUGINS"], creation["PREFER_JIT_PYTHON_PLUGINS"]
+        creation = {"STRONGLY_TYPED": 0, "PREFER_JIT_PYTHON_PLUGINS": 1, "PREFER_AOT_PYTHON_PLUGINS": 2}
+        flags = {"DEBUG": 2, "GPU_FALLBACK": 3, "REFIT": 4, "TF32": 6, "SPARSE_WEIGHTS": 7, "DIRECT_IO": 11,
+                 "VERSION_COMPATIBLE": 12, "STRIP_PLAN": 18}
+    else:  # TensorRT 10 also has the weak-typing flags (FP16 ... PREFER_PRECISION_CONSTRAINTS) that 11 removed
+        creation = {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 1}
+        if minor >= 16:
+            creation |= {"PREFER_JIT_PYTHON_PLUGINS": 2, "PREFER_AOT_PYTHON_PLUGINS": 3}
+        flags = {"FP16": 0, "INT8": 1, "DEBUG": 2, "GPU_FALLBACK": 3, "REFIT": 4, "TF32": 6, "SPARSE_WEIGHTS": 7,
+                 "OBEY_PRECISION_CONSTRAINTS": 9, "PREFER_PRECISION_CONSTRAINTS": 10, "DIRECT_IO": 11,
+                 "VERSION_COMPATIBLE": 13, "FP8": 15, "BF16": 17, "STRIP_PLAN": 19, "INT4": 22}
+        if minor >= 16:
+            flags["FP4"] = 26
     trt.NetworkDefinitionCreationFlag = enum.IntEnum("NetworkDefinitionCreationFlag", creation)
-    flags = ["TF32", "REFIT", "DEBUG", "GPU_FALLBACK", "SPARSE_WEIGHTS", "VERSION_COMPATIBLE", "STRIP_PLAN"]
-    if major < 11:  # the weak-typing flags TensorRT 11 removed
-        flags += ["FP16", "BF16", "INT8", "FP8", "INT4", "OBEY_PRECISION_CONSTRAINTS", "PREFER_PRECISION_CONSTRAINTS",
-                  "DIRECT_IO"] + (["FP4"] if minor >= 16 else [])
-    trt.BuilderFlag = enum.IntEnum("BuilderFlag", flags, start=0)
+    trt.BuilderFlag = enum.IntEnum("BuilderFlag", flags)
     trt.MemoryPoolType = enum.IntEnum("MemoryPoolType", ["WORKSPACE", "DLA_MANAGED_SRAM", "DLA_LOCAL_DRAM",
                                                           "DLA_GLOBAL_DRAM", "TACTIC_DRAM"], start=0)
     trt.TensorIOMode = enum.IntEnum("TensorIOMode", ["NONE", "INPUT", "OUTPUT"], start=0)
@@ -78,6 +85,8 @@ def tensorrt_module(world: World) -> ModuleType:
                   7: trt.DataType.INT64}
 
     def nptype(trt_type: Any) -> type:
+        if trt_type not in numpy_types:  # BF16, FP8 ...: no numpy type
+            raise TypeError("Could not resolve TensorRT datatype to an equivalent numpy datatype.")
         return numpy_types[trt_type]
 
     def expect(value: Any, kind: type | tuple, what: str) -> None:
@@ -212,10 +221,29 @@ def tensorrt_module(world: World) -> ModuleType:
             return self._shapes.get(input, [])
 
     class IBuilderConfig:
-        __slots__ = ("_pools", "_flags", "_profiles", "_cache")
+        __slots__ = ("_pools", "_flags", "_profiles", "_cache", "_calibrator", "_calibration_profile")
 
         def __init__(self) -> None:
             self._pools, self._flags, self._profiles, self._cache = {}, set(), [], None
+            self._calibrator, self._calibration_profile = None, None
+
+        if major < 11:  # implicit-quantization calibration, deprecated in TensorRT 10.1 and removed in 11
+            @property
+            def int8_calibrator(self) -> Any:
+                return self._calibrator
+
+            @int8_calibrator.setter
+            def int8_calibrator(self, calibrator: Any) -> None:
+                if calibrator is not None:  # None (no calibrator) is accepted, like the real property
+                    expect(calibrator, IInt8Calibrator, "int8_calibrator")
+                self._calibrator = calibrator
+
+            def set_calibration_profile(self, profile: IOptimizationProfile) -> bool:
+                self._calibration_profile = profile
+                return True
+
+            def get_calibration_profile(self) -> IOptimizationProfile | None:
+                return self._calibration_profile
 
         def set_memory_pool_limit(self, pool: Any, pool_size: int) -> None:
             expect(pool, trt.MemoryPoolType, "set_memory_pool_limit")
@@ -270,31 +298,6 @@ def tensorrt_module(world: World) -> ModuleType:
         def get_timing_cache(self) -> ITimingCache | None:
             return self._cache
 
-    class IBuilderConfig10(IBuilderConfig):
-        """TensorRT 10 also has implicit-quantization calibration (removed in 11)."""
-
-        __slots__ = ("_calibrator", "_calibration_profile")
-
-        def __init__(self) -> None:
-            super().__init__()
-            self._calibrator, self._calibration_profile = None, None
-
-        @property
-        def int8_calibrator(self) -> Any:
-            return self._calibrator
-
-        @int8_calibrator.setter
-        def int8_calibrator(self, calibrator: Any) -> None:
-            expect(calibrator, IInt8Calibrator, "int8_calibrator")
-            self._calibrator = calibrator
-
-        def set_calibration_profile(self, profile: IOptimizationProfile) -> bool:
-            self._calibration_profile = profile
-            return True
-
-        def get_calibration_profile(self) -> IOptimizationProfile | None:
-            return self._calibration_profile
-
     class Builder:
         __slots__ = ("_logger",)
 
@@ -308,7 +311,7 @@ def tensorrt_module(world: World) -> ModuleType:
             return INetworkDefinition(flags)
 
         def create_builder_config(self) -> IBuilderConfig:
-            return IBuilderConfig10() if major < 11 else IBuilderConfig()
+            return IBuilderConfig()
 
         def create_optimization_profile(self) -> IOptimizationProfile:
             return IOptimizationProfile()
@@ -328,7 +331,7 @@ def tensorrt_module(world: World) -> ModuleType:
                     "outputs": [[t.name, t.shape, int(t.dtype)] for t in network._outputs], "profile": shapes}
             return host_memory(PLAN_MAGIC + json.dumps(plan).encode())
 
-    def calibrate(calibrator: Any, network: INetworkDefinition, config: IBuilderConfig10) -> None:
+    def calibrate(calibrator: Any, network: INetworkDefinition, config: IBuilderConfig) -> None:
         """What IBuilder does with an IInt8Calibrator: ask for batches (at the calibration profile's opt shape)
         until None; swallow exceptions like the pybind11 trampoline in pyInt8.cpp (it prints, then says "no more
         batches")."""
@@ -378,7 +381,9 @@ def tensorrt_module(world: World) -> ModuleType:
             return read(self._addresses.get(name, 0), np.dtype(nptype(trt.DataType(dtype))), self._shapes[name])
 
         def execute_async_v3(self, stream_handle: int) -> bool:
-            expect(stream_handle, int, "execute_async_v3")
+            if not hasattr(stream_handle, "__int__"):  # the real one converts any object with __int__
+                raise TypeError(f"execute_async_v3(): incompatible function arguments: {type(stream_handle).__name__}")
+            stream_handle = int(stream_handle)
             world.executions.append(stream_handle)
             outputs = self._engine._outputs_for(self._input())
             for (name, _, _), value in zip(self._engine._plan["outputs"], outputs):

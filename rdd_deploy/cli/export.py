@@ -18,10 +18,11 @@ def export_command(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="Teacher, student or distillation checkpoint (.pt)."),
     trt: bool = flag(False, "--trt", help="Also build a TensorRT engine + .engine.json (needs a GPU)."),
     precision: str = typer.Option("fp32", "--precision", help="fp32, fp16 or int8 (int8 needs --calib-data; its "
-                                  "QDQ graph is tuned for this CPU's ONNX Runtime, or for TensorRT with --trt)."),
-    int8_for: Optional[str] = typer.Option(None, "--int8-for", help="cpu or tensorrt: tune the int8 QDQ graph for "
-                                           "this CPU or for a TensorRT engine built later with `rdd-deploy engine` "
-                                           "(default: tensorrt with --trt, else cpu)."),
+                                  "QDQ graph is tuned for the device --int8-for names)."),
+    int8_for: Optional[str] = typer.Option(None, "--int8-for", help="The device that will run the int8 QDQ graph: "
+                                           "x86-vnni, x86 (AVX2 without VNNI), arm64 (ONNX Runtime on that CPU) or "
+                                           "tensorrt (default: tensorrt with --trt, else this host; `rdd-deploy "
+                                           "doctor` names it)."),
     input_size: Optional[str] = typer.Option(None, "--input-size", help="HxW, multiples of 8 "
                                              "(default: the checkpoint's crop size, else 512x1024)."),
     batch: int = typer.Option(1, "--batch", help="Batch size (the maximum batch of a --dynamic engine)."),

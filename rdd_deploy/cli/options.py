@@ -99,8 +99,18 @@ def open_segmenter(path: Path, backend: str, providers: Optional[str], like: Seg
     if path.suffix.lower() in (".pt", ".pth"):
         from rdd_deploy.parity import torch_segmenter
         return torch_segmenter(path, like=like)
-    from rdd_deploy.runtime import Segmenter
-    return Segmenter.from_file(path, backend, providers.split(",") if providers else None, precision_hint)
+    import warnings
+
+    from rdd_deploy.runtime.segmenter import Int8TargetWarning, Segmenter
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", Int8TargetWarning)
+        segmenter = Segmenter.from_file(path, backend, providers.split(",") if providers else None, precision_hint)
+    for warning in caught:
+        if issubclass(warning.category, Int8TargetWarning):
+            console.print(f"[yellow]warning:[/] {warning.message}", highlight=False, soft_wrap=True)
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return segmenter
 
 
 def write_json(path: Optional[Path], payload: dict) -> None:

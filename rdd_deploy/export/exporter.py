@@ -9,6 +9,7 @@ from pathlib import Path
 from rdd_deploy.errors import RDDError
 from rdd_deploy.export.formats import CALIBRATION_METHODS, PRECISIONS, artifact_name, console, human_size
 from rdd_deploy.runtime.images import MIN_SIDE
+from rdd_deploy.runtime.int8_targets import INT8_TARGETS
 
 DEFAULT_INPUT_SIZE = (512, 1024)  # Cityscapes crops, the paper's main setting
 SIDE_MULTIPLE = 8  # output stride
@@ -33,10 +34,7 @@ class ExportOptions:
     workspace_gib: float = 4.0
     timing_cache: Path | None = None  # None: <out>/tensorrt.timing.cache
     trt_calibrate: bool = False  # TensorRT 10 only: an int8 engine calibrated by TensorRT, not from the Q/DQ ONNX
-    int8_for: str | None = None  # "cpu" or "tensorrt": whose INT8 scheme; None: TensorRT's with --trt, else the CPU's
-
-
-INT8_TARGETS = ("cpu", "tensorrt")  # the engines an INT8 Q/DQ file can be tuned for
+    int8_for: str | None = None  # an INT8_TARGETS name; None: tensorrt with --trt, else this host's CPU
 
 
 def parse_input_size(text: str) -> tuple[int, int]:
@@ -79,9 +77,9 @@ def check_options(options: ExportOptions) -> None:
                        "(e.g. --calib-data cityscapes:/data/cityscapes or --calib-data synthetic)")
     if options.int8_for not in (None, *INT8_TARGETS):
         raise RDDError(f"--int8-for must be one of: {', '.join(INT8_TARGETS)}, got '{options.int8_for}'")
-    if options.int8_for == "cpu" and options.trt and not options.trt_calibrate:
-        raise RDDError("--int8-for cpu cannot go with --trt: TensorRT builds from the INT8 Q/DQ file and takes only "
-                       "its symmetric INT8 (drop --int8-for, or add --trt-calibrate on TensorRT 10)")
+    if options.int8_for not in (None, "tensorrt") and options.trt and not options.trt_calibrate:
+        raise RDDError(f"--int8-for {options.int8_for} cannot go with --trt: TensorRT builds from the INT8 Q/DQ file "
+                       "and takes only its symmetric INT8 (drop --int8-for, or add --trt-calibrate on TensorRT 10)")
     if options.input_size is not None:
         check_input_size(options.input_size)
 
@@ -92,7 +90,7 @@ def export(checkpoint: str | Path, options: ExportOptions) -> list[Path]:
     from rdd_deploy.export.engine import EngineOptions, build_engine
     from rdd_deploy.export.graph import export_metadata, export_onnx, revert_sync_batchnorm
     from rdd_deploy.export.images import dataset_images, verification_images
-    from rdd_deploy.export.quantize import TENSORRT_SCHEME, cpu_scheme, export_onnx_fp16, export_onnx_int8
+    from rdd_deploy.export.quantize import SCHEMES, export_onnx_fp16, export_onnx_int8, host_scheme
     from rdd_deploy.export.tensorrt import plan_build, source_precision, trt_major
     from rdd_deploy.export.verify import Verifier, check_shapes, torch_reference
     from rdd_deploy.models import FullResolution
@@ -141,8 +139,8 @@ def export(checkpoint: str | Path, options: ExportOptions) -> list[Path]:
         onnx_files["fp16"] = export_onnx_fp16(onnx_files["fp32"], target("fp16"), metadata, verifier)
     elif options.precision == "int8":
         # With --trt TensorRT builds from the QDQ file (unless it calibrates itself), and takes only symmetric INT8.
-        target_engine = options.int8_for or ("tensorrt" if options.trt and not options.trt_calibrate else "cpu")
-        scheme = TENSORRT_SCHEME if target_engine == "tensorrt" else cpu_scheme()
+        tuned_for = options.int8_for or ("tensorrt" if options.trt and not options.trt_calibrate else None)
+        scheme = SCHEMES[tuned_for] if tuned_for else host_scheme()
         onnx_files["int8"] = export_onnx_int8(onnx_files["fp32"], target("int8"), metadata, images,
                                               options.calib_method, verifier, scheme)
     written = list(onnx_files.values())

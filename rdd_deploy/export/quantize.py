@@ -20,6 +20,7 @@ from rdd_deploy.errors import RDDError
 from rdd_deploy.export.formats import reported
 from rdd_deploy.export.graph import check, set_metadata
 from rdd_deploy.export.verify import Verifier, onnx_runner
+from rdd_deploy.runtime.int8_targets import INT8_TARGETS, host_int8_target
 from rdd_deploy.runtime.preprocess import InputBatches
 
 
@@ -122,52 +123,40 @@ def _fold_activation_ranges(model: onnx.ModelProto, ranges: dict[str, tuple]) ->
 
 @dataclass(frozen=True)
 class QDQScheme:
-    """How an INT8 QDQ graph is quantised, chosen for the engine that will run it."""
+    """How an INT8 QDQ graph is quantised, chosen for the device that will run it."""
 
-    target: str  # what it was tuned for, in words, recorded in the file's metadata
+    target: str  # an `--int8-for` name (rdd_deploy.runtime.int8_targets.INT8_TARGETS), recorded in the file
     activation_type: str  # onnxruntime.quantization.QuantType member name
     activation_symmetric: bool
     reduce_range: bool  # 7-bit weights
 
     def to_metadata(self) -> dict[str, Any]:
         """JSON-ready description for the file's `int8` metadata entry."""
-        return {"target": self.target, "activations": f"{self.activation_type} "
+        return {"target": self.target, "device": INT8_TARGETS[self.target], "activations": f"{self.activation_type} "
                 f"{'symmetric' if self.activation_symmetric else 'asymmetric'}", "weights": "QInt8 symmetric "
                 f"per-channel{', 7-bit (reduce_range)' if self.reduce_range else ''}"}
 
 
-def cpu_flags() -> set[str]:
-    """The CPU feature flags of this Linux host (/proc/cpuinfo); empty where that file is missing."""
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return set()
-    line = next((line for line in text.splitlines() if line.startswith(("flags", "Features"))), "")
-    return set(line.partition(":")[2].split())
+# ONNX Runtime's guidance for its CPU provider, per device ("Quantize ONNX Models"): U8S8 (unsigned asymmetric
+# activations, signed symmetric per-channel weights) on every CPU, because asymmetric uint8 lets ORT fold each Relu
+# into the preceding quantised output (with symmetric int8 activations the Relu stays a float op between
+# DequantizeLinear and QuantizeLinear, and so does the Conv in front of it). x86-64 without VNNI runs U8S8 through
+# VPMADDUBSW, whose 16-bit sums saturate: ORT then recommends 7-bit weights (reduce_range), which VNNI CPUs and
+# arm64 do not need. TensorRT takes only symmetric signed INT8 (zero point 0), TensorRT 11's strongly typed build too.
+SCHEMES = {"x86-vnni": QDQScheme("x86-vnni", "QUInt8", False, False),
+           "x86": QDQScheme("x86", "QUInt8", False, True),
+           "arm64": QDQScheme("arm64", "QUInt8", False, False),
+           "tensorrt": QDQScheme("tensorrt", "QInt8", True, False)}
+TENSORRT_SCHEME = SCHEMES["tensorrt"]
 
 
-def cpu_scheme(machine: str | None = None, flags: set[str] | None = None) -> QDQScheme:
-    """ONNX Runtime's recommendation for its CPU provider on this host (docs: "Quantize ONNX models").
-
-    U8S8 (unsigned asymmetric activations, signed symmetric per-channel weights) everywhere: asymmetric uint8
-    lets ORT fold each Relu into the preceding quantised output, so Conv -> Relu becomes one QLinearConv (with
-    symmetric int8 activations the Relu stays a float op between DequantizeLinear and QuantizeLinear, and so does
-    the Conv in front of it). On x86 without VNNI, U8S8 goes through VPMADDUBSW, whose 16-bit sums saturate: ORT
-    then recommends 7-bit weights (reduce_range), which VNNI CPUs and ARM do not need.
-    """
-    machine = (machine or platform.machine()).lower()
-    flags = cpu_flags() if flags is None else flags
-    if machine in ("x86_64", "amd64", "i386", "i686"):
-        vnni = {"avx512_vnni", "avx_vnni"} & flags
-        if vnni:
-            return QDQScheme(f"x86-64 CPU with VNNI ({', '.join(sorted(vnni))})", "QUInt8", False, False)
-        isa = "AVX-512" if "avx512bw" in flags else "AVX2" if "avx2" in flags else "SSE"
-        return QDQScheme(f"x86-64 CPU without VNNI ({isa})", "QUInt8", False, True)
-    return QDQScheme(f"{machine} CPU", "QUInt8", False, False)
-
-
-# TensorRT takes only symmetric signed INT8 Q/DQ (zero point 0): the scheme for TensorRT 11's strongly typed build.
-TENSORRT_SCHEME = QDQScheme("TensorRT (symmetric INT8)", "QInt8", True, False)
+def host_scheme() -> QDQScheme:
+    """The scheme for ONNX Runtime on this host's CPU."""
+    target = host_int8_target()
+    if target is None:
+        raise RDDError(f"no INT8 scheme for a {platform.machine()} CPU: pass --int8-for "
+                       f"({', '.join(INT8_TARGETS)}) for the device that will run the file")
+    return SCHEMES[target]
 
 
 def quantize_int8(source: Path, output: Path, reader: ImageCalibrationReader, method: str,
@@ -177,7 +166,7 @@ def quantize_int8(source: Path, output: Path, reader: ImageCalibrationReader, me
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    scheme = scheme or cpu_scheme()
+    scheme = scheme or host_scheme()
     with tempfile.TemporaryDirectory(prefix="rdd-int8-") as scratch:
         prepared = Path(scratch) / "prepared.onnx"
         # Shape inference + graph optimisation first, as ORT recommends: better QDQ placement, fewer Q/DQ pairs.
@@ -220,7 +209,7 @@ def export_onnx_int8(source: str | Path, path: str | Path, metadata: dict[str, A
                                     metadata["channel_order"])
     with tempfile.TemporaryDirectory(prefix="rdd-int8-") as scratch:
         quantized_path = Path(scratch) / "int8.onnx"
-        scheme = scheme or cpu_scheme()
+        scheme = scheme or host_scheme()
         quantize_int8(Path(source), quantized_path, reader, method, scheme)
         quantized = onnx.load(str(quantized_path))
     check(quantized, f"INT8 graph for {path.name}")
@@ -230,5 +219,8 @@ def export_onnx_int8(source: str | Path, path: str | Path, metadata: dict[str, A
     with atomic_path(path) as tmp:
         onnx.save(quantized, str(tmp))
         if verifier is not None:
-            verifier.check(onnx_runner(tmp), "int8", path.name)
+            # A file for another device is checked as its QDQ graph computes, not as this CPU's integer kernels do:
+            # x86 without VNNI saturates the 8-bit weights that a VNNI or arm64 CPU multiplies exactly.
+            elsewhere = scheme.target != host_int8_target()  # TensorRT multiplies exactly too
+            verifier.check(onnx_runner(tmp, float_qdq=elsewhere), "int8", path.name)
     return path

@@ -65,12 +65,15 @@ def onnx_reference(path: Path, fused: bool, mean: tuple[float, ...], std: tuple[
     return lambda pixels: run(pixels if fused else normalize_batch(pixels, mean, std, channel_order))[0]
 
 
-def onnx_runner(path: Path) -> Runner:
-    """Run an ONNX file with ONNX Runtime on the CPU."""
+def onnx_runner(path: Path, float_qdq: bool = False) -> Runner:
+    """Run an ONNX file with ONNX Runtime on the CPU; `float_qdq`: a QDQ graph as written (DequantizeLinear ->
+    float op -> QuantizeLinear), without the integer kernels that give this CPU's, not the device's, results."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3  # FP16 graphs make ORT warn about the casts it inserts on CPU
+    if float_qdq:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     return lambda feed: session.run(None, {name: feed})

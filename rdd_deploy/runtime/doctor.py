@@ -14,6 +14,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from rdd_deploy.runtime.int8_targets import host_int8_target
+
 NOT_INSTALLED = "not installed"
 # CPU flags (Linux /proc/cpuinfo names) that decide how fast ONNX Runtime's CPU kernels run each precision.
 X86_FEATURES = ("avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8",
@@ -51,18 +53,28 @@ def tensorrt_version() -> str:
     return str(tensorrt.__version__)
 
 
-def cuda_gpus() -> tuple[list[dict[str, str]], str]:
-    """Each CUDA device's name and compute capability, from cuda-python, else nvidia-smi; and why none, if so."""
+def cuda_python_version() -> str:
+    """The version of the cuda-python bindings this process imports (how they fail without a driver depends on it)."""
+    try:
+        from cuda import bindings
+    except ImportError:
+        return package_version("cuda-python", "cuda-bindings")
+    return str(getattr(bindings, "__version__", None) or package_version("cuda-python", "cuda-bindings"))
+
+
+def cuda_gpus(cuda_python: str) -> tuple[list[dict[str, str]], str]:
+    """Each CUDA device's name and compute capability, from cuda-python (version `cuda_python`), else nvidia-smi;
+    and why none, if so."""
     from rdd_deploy.errors import RDDError
-    from rdd_deploy.runtime.tensorrt_engine import check_cuda, gpu_properties, import_cudart
+    from rdd_deploy.runtime.tensorrt_engine import device_count, gpu_properties, import_cudart
 
     try:
         cudart = import_cudart()
-        count = check_cuda(cudart, cudart.cudaGetDeviceCount(), "cudaGetDeviceCount")
+        count = device_count(cudart)
         return [dict(zip(("name", "compute_capability"), gpu_properties(cudart, index)), source="cuda-python")
-                for index in range(count)], "cuda-python: no CUDA device"
+                for index in range(count)], ""
     except RDDError as exc:  # no cuda-python, no driver or no device: ask nvidia-smi, which needs neither
-        reason = "cuda-python not installed" if "not installed" in str(exc) else f"cuda-python: {exc}"
+        reason = "cuda-python not installed" if "not installed" in str(exc) else f"cuda-python {cuda_python}: {exc}"
     if shutil.which("nvidia-smi") is None:
         return [], f"{reason}; no nvidia-smi"
     try:
@@ -129,13 +141,14 @@ def collect() -> dict[str, Any]:
     """Everything `rdd-deploy doctor` prints, as JSON-ready values."""
     from rdd_deploy import __version__
 
-    gpus, no_gpu = cuda_gpus()
+    cuda_python = cuda_python_version()
+    gpus, no_gpu = cuda_gpus(cuda_python)
     report = {"rdd_deploy": __version__, "python": platform.python_version(),
               "os": f"{platform.system()} {platform.release()}", "numpy": package_version("numpy"),
               "onnxruntime": onnxruntime_info(), "tensorrt": tensorrt_version(),
-              "cuda_python": package_version("cuda-python", "cuda-bindings"), "gpus": gpus,
+              "cuda_python": cuda_python, "gpus": gpus,
               "gpu_note": None if gpus else no_gpu,
-              "openvino": openvino_devices(), "cpu": cpu_info(),
+              "openvino": openvino_devices(), "cpu": cpu_info(), "int8_target": host_int8_target(),
               "torch": package_version("torch")}
     report["fast_precisions"] = fast_precisions(report)
     return report
@@ -153,6 +166,8 @@ def format_report(report: dict[str, Any]) -> list[str]:
             ("  devices", ", ".join(openvino["devices"]) or "none"),
             ("cpu", f"{cpu['model']} ({cpu['architecture']}, {cpu['cores']} cores)"),
             ("  features", ", ".join(cpu["features"]) or "none of " + ", ".join(X86_FEATURES)),
+            ("  int8 target", f"{report['int8_target']} (export --precision int8 --int8-for {report['int8_target']})"
+             if report["int8_target"] else "none: ONNX Runtime's INT8 guidance covers x86-64 and arm64"),
             ("torch", f"{report['torch']} (training and export only)")]
     rows += [(f"fast: {target}", text) for target, text in report["fast_precisions"].items()]
     width = max(len(name) for name, _ in rows)

@@ -10,6 +10,7 @@ than resizing the mask with nearest neighbour.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,7 @@ import numpy as np
 from rdd_deploy.errors import RDDError
 from rdd_deploy.runtime.engine import Engine, open_engine
 from rdd_deploy.runtime.images import as_image
+from rdd_deploy.runtime.int8_targets import int8_target_note
 from rdd_deploy.runtime.model_info import ModelInfo
 from rdd_deploy.runtime.preprocess import class_map, normalize_batch, resize_image, resize_logits
 
@@ -25,6 +27,10 @@ if TYPE_CHECKING:
     from rdd_deploy.runtime.pipeline import FrameStream
 
 ImageInput = np.ndarray | str | os.PathLike
+
+
+class Int8TargetWarning(UserWarning):
+    """An INT8 file runs on another device than the one it was quantised for (`export --int8-for`)."""
 
 
 class Segmenter:
@@ -49,9 +55,14 @@ class Segmenter:
     def from_file(cls, path: str | os.PathLike, backend: str = "auto", providers: list[str] | None = None,
                   precision_hint: str = "f32") -> Segmenter:
         """Open an .onnx file (ONNX Runtime, or OpenVINO at `precision_hint`: f32, bf16 or f16) or a TensorRT plan
-        with its .json sidecar and read its metadata."""
+        with its .json sidecar and read its metadata. Warns (Int8TargetWarning) when an INT8 file tuned for another
+        device runs here."""
         engine = open_engine(path, backend, providers, precision_hint)
-        return cls(engine, ModelInfo.parse(engine.metadata, str(path)), str(path))
+        segmenter = cls(engine, ModelInfo.parse(engine.metadata, str(path)), str(path))
+        note = int8_target_note(engine.metadata, str(path), engine.backend)
+        if note is not None:
+            warnings.warn(note, Int8TargetWarning, stacklevel=2)
+        return segmenter
 
     @property
     def dynamic(self) -> bool:

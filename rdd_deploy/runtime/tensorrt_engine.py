@@ -17,6 +17,7 @@ from rdd_deploy.errors import RDDError
 
 TENSORRT_MISSING = ("TensorRT is not installed: pip install 'rdd-deploy[trt]' (x86/CUDA) "
                     "or use the TensorRT that ships with JetPack on a Jetson")
+NO_DRIVER = "no NVIDIA driver"
 CUDA_PYTHON_MISSING = ("cuda-python is not installed: pip install 'cuda-python' with the major version of "
                        "your CUDA (e.g. 'cuda-python>=12,<13' for CUDA 12)")
 
@@ -81,10 +82,27 @@ def check_cuda(cudart: Any, result: tuple, what: str) -> Any:
     """Unpack a cuda-python call's (error, value...) tuple, raising RDDError on any CUDA error."""
     err, *values = result
     if err != cudart.cudaError_t.cudaSuccess:
-        raise RDDError(f"CUDA call {what} failed: {getattr(err, 'name', err)}")
+        name = getattr(err, "name", err)
+        if name == "cudaErrorInsufficientDriver":  # what cuda-python 12.9+ returns where libcuda.so.1 is missing
+            raise RDDError(f"{NO_DRIVER} ({what}: {name})")
+        raise RDDError(f"CUDA call {what} failed: {name}")
     if not values:
         return None
     return values[0] if len(values) == 1 else tuple(values)
+
+
+def device_count(cudart: Any) -> int:
+    """How many CUDA devices this process sees; one RDDError line, starting "no NVIDIA driver", without a driver."""
+    try:
+        result = cudart.cudaGetDeviceCount()
+    except RuntimeError as exc:  # cuda-python 12.6-12.8 raise "Failed to dlopen libcuda.so.1" where 12.9+ return
+        if "libcuda" not in str(exc):
+            raise
+        raise RDDError(f"{NO_DRIVER} (cudaGetDeviceCount: {exc})") from None
+    count = int(check_cuda(cudart, result, "cudaGetDeviceCount"))
+    if count == 0:
+        raise RDDError("no CUDA device: the NVIDIA driver lists none")
+    return count
 
 
 def gpu_properties(cudart: Any, device: int = 0) -> tuple[str, str]:
@@ -104,6 +122,7 @@ class TensorRTEngine:
         trt = import_tensorrt()
         self._trt, self._cudart = trt, import_cudart()
         self.metadata = read_sidecar(path) if metadata is None else metadata
+        device_count(self._cudart)
         gpu = "{} (compute capability {})".format(*gpu_properties(self._cudart))
         self.device, self.provider = gpu, f"TensorRT {trt.__version__}"
         self._runtime = trt.Runtime(shared_logger(trt))

@@ -12,7 +12,8 @@ import pytest
 
 from rdd_deploy.export import ExportOptions, Verifier, export, export_onnx_int8
 from rdd_deploy.export.graph import read_metadata
-from rdd_deploy.export.quantize import TENSORRT_SCHEME, ImageCalibrationReader, calibrate, cpu_scheme
+from rdd_deploy.export.quantize import SCHEMES, TENSORRT_SCHEME, ImageCalibrationReader, calibrate, host_scheme
+from rdd_deploy.runtime.int8_targets import host_int8_target
 from rdd_deploy.export.verify import torch_reference
 from rdd_deploy.models import FullResolution
 from rdd_deploy.runtime.parity import TOLERANCES
@@ -84,7 +85,7 @@ def test_variants_are_smaller_and_say_what_they_are(variants: dict[str, Path]) -
     assert sum(n.op_type == "QuantizeLinear" for n in nodes) > 10
     props = {p.key: p.value for p in onnx.load(str(variants["int8"])).metadata_props}
     assert json.loads(props["calibration"]) == {"method": "minmax", "images": 16}
-    assert json.loads(props["int8"]) == cpu_scheme().to_metadata()  # which CPU the file was tuned for
+    assert json.loads(props["int8"]) == host_scheme().to_metadata()  # which device the file was tuned for
 
 
 def test_calibration_methods_give_different_ranges(variants: dict[str, Path], trained: dict,
@@ -149,14 +150,19 @@ def test_every_conv_runs_as_an_integer_kernel_in_onnx_runtime(name: str, make_ch
         assert ops.count("QLinearConv") == convs
 
 
-def test_the_cpu_scheme_follows_onnx_runtime_advice_per_instruction_set() -> None:
-    vnni = cpu_scheme("x86_64", {"avx2", "avx512bw", "avx512_vnni"})
-    avx2 = cpu_scheme("x86_64", {"avx2", "fma"})
-    arm = cpu_scheme("aarch64", {"asimd", "asimddp"})
-    assert (vnni.activation_type, vnni.activation_symmetric, vnni.reduce_range) == ("QUInt8", False, False)
-    assert avx2.reduce_range and "without VNNI (AVX2)" in avx2.target  # VPMADDUBSW saturates 8-bit weights
-    assert not arm.reduce_range and arm.target == "aarch64 CPU"
-    assert "7-bit" in avx2.to_metadata()["weights"] and "7-bit" not in vnni.to_metadata()["weights"]
+def test_each_int8_target_follows_onnx_runtime_advice_for_its_device() -> None:
+    assert host_int8_target("x86_64", {"avx2", "avx512bw", "avx512_vnni"}) == "x86-vnni"
+    assert host_int8_target("x86_64", {"avx2", "fma", "avx_vnni"}) == "x86-vnni"  # Alder Lake's AVX-VNNI
+    assert host_int8_target("x86_64", {"avx2", "fma"}) == "x86"
+    assert host_int8_target("aarch64", {"asimd", "asimddp"}) == "arm64"
+    assert host_int8_target("ppc64le", set()) is None
+    vnni, avx2, arm = SCHEMES["x86-vnni"], SCHEMES["x86"], SCHEMES["arm64"]
+    for scheme in (vnni, avx2, arm):  # U8S8 everywhere: asymmetric uint8 activations fold each Relu
+        assert (scheme.activation_type, scheme.activation_symmetric) == ("QUInt8", False)
+    assert avx2.reduce_range and not vnni.reduce_range and not arm.reduce_range  # VPMADDUBSW saturates 8-bit weights
+    assert "7-bit" in avx2.to_metadata()["weights"] and "7-bit" not in arm.to_metadata()["weights"]
+    assert (TENSORRT_SCHEME.activation_type, TENSORRT_SCHEME.activation_symmetric) == ("QInt8", True)
+    assert {name: scheme.to_metadata()["target"] for name, scheme in SCHEMES.items()} == {n: n for n in SCHEMES}
 
 
 def test_the_tensorrt_scheme_quantises_activations_symmetrically(make_checkpoint: Callable[..., Path],
@@ -166,7 +172,7 @@ def test_the_tensorrt_scheme_quantises_activations_symmetrically(make_checkpoint
     [fp32] = export(make_checkpoint("deeplabv3_mbv2"), ExportOptions(input_size=SIZE, out=tmp_path, verify=False))
     files = {scheme.target: export_onnx_int8(fp32, tmp_path / f"{i}.onnx", read_metadata(fp32),
                                              trained["calibration"][:2], scheme=scheme)
-             for i, scheme in enumerate((TENSORRT_SCHEME, cpu_scheme()))}
+             for i, scheme in enumerate((TENSORRT_SCHEME, host_scheme()))}
     for target, path in files.items():
         graph = onnx.load(str(path)).graph
         constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
@@ -176,3 +182,32 @@ def test_the_tensorrt_scheme_quantises_activations_symmetrically(make_checkpoint
             assert types == {np.dtype(np.int8)} and not any(point.any() for point in points)
         else:
             assert types == {np.dtype(np.uint8)} and any(point.any() for point in points)
+
+
+@pytest.mark.slow
+def test_an_int8_file_for_another_device_is_verified_as_its_qdq_graph_computes(
+        make_checkpoint: Callable[..., Path], photos: list[np.ndarray], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """This CPU's integer kernels are not the device's (x86 without VNNI saturates 8-bit weights): a file for
+    another device is checked with graph optimisations off, DequantizeLinear -> float op -> QuantizeLinear."""
+    from rdd_deploy.export import quantize
+
+    [fp32] = export(make_checkpoint("deeplabv3_mbv2"), ExportOptions(input_size=SIZE, out=tmp_path, verify=False))
+    float_qdq_runs: list[bool] = []
+
+    class Recorder:
+        def check(self, runner: Callable, precision: str, name: str) -> None:
+            assert np.isfinite(runner(np.zeros((1, 3, *SIZE), np.float32))[0]).all()
+
+    def runner(path: Path, float_qdq: bool = False) -> Callable:
+        float_qdq_runs.append(float_qdq)
+        return real(path, float_qdq)
+
+    real = quantize.onnx_runner
+    monkeypatch.setattr(quantize, "onnx_runner", runner)
+    host = host_int8_target()
+    other = "arm64" if host != "arm64" else "x86"
+    for target in (host, other, "tensorrt"):
+        export_onnx_int8(fp32, tmp_path / f"{target}.onnx", read_metadata(fp32), photos[:2], verifier=Recorder(),
+                         scheme=SCHEMES[target])
+    assert float_qdq_runs == [False, True, True]

@@ -215,3 +215,24 @@ def test_validate_reads_source_files(dynamic_onnx: Path, photo: np.ndarray, tmp_
     result = runner.invoke(app, ["validate", str(dynamic_onnx), "--data", "files:/x", "--json", str(out)])
     assert result.exit_code == 0, result.output
     assert json.loads(out.read_text())["iou"]["sky"] == 0.0
+
+
+def test_an_int8_file_tuned_for_another_device_warns_in_one_line(tiny_net, photo: np.ndarray,
+                                                                  tmp_path: Path) -> None:
+    from rdd_deploy.runtime.int8_targets import host_int8_target
+
+    from .conftest import export_onnx, metadata
+
+    host = host_int8_target()
+    other = "arm64" if host != "arm64" else "x86"
+    Image.fromarray(photo).save(tmp_path / "a.png")
+    for target in (other, "tensorrt", host):
+        model = export_onnx(tiny_net, tmp_path / f"{target}.onnx",
+                            meta=metadata(precision="int8", int8={"target": target, "activations": "QUInt8"}))
+        result = runner.invoke(app, ["predict", str(model), str(tmp_path / "a.png"), "--out", str(tmp_path / target)])
+        assert result.exit_code == 0, result.output
+        warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
+        expected = [] if target == host else [
+            f"warning: {model} is INT8 tuned for {target}, but runs here on {host}; for this device re-export it "
+            f"with `rdd-deploy export --precision int8 --int8-for {host}`"]
+        assert warnings == expected

@@ -37,6 +37,8 @@ def test_doctor_json_reports_this_host_without_torch() -> None:
         flags = next(line for line in cpuinfo.read_text().splitlines() if line.startswith(("flags", "Features")))
         assert set(report["cpu"]["features"]) <= set(flags.split(":")[1].split())
         assert ("avx2" in report["cpu"]["features"]) == ("avx2" in flags.split())
+        if report["cpu"]["architecture"] == "x86_64":  # the --int8-for name of this CPU: VNNI or not
+            assert report["int8_target"] == ("x86-vnni" if {"avx512_vnni", "avx_vnni"} & set(flags.split()) else "x86")
     assert "onnxruntime-cpu" in report["fast_precisions"]
 
 
@@ -79,6 +81,28 @@ def test_cpu_features_come_from_cpuinfo(tmp_path: Path, monkeypatch: pytest.Monk
     assert info["features"] == ["avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16"]
     lines = format_report({"rdd_deploy": "0", "python": "3", "os": "Linux", "numpy": "2",
                            **report(info["features"], []), "cuda_python": NOT_INSTALLED, "gpu_note": "no nvidia-smi",
-                           "cpu": info, "torch": NOT_INSTALLED, "fast_precisions": {}})
+                           "cpu": info, "int8_target": "x86-vnni", "torch": NOT_INSTALLED, "fast_precisions": {}})
     assert [line.split(None, 1) for line in lines if line.startswith(("  features", "gpu"))] == [
         ["gpu", "none found (no nvidia-smi)"], ["features", "avx2, fma, avx512f, avx512_vnni, avx512_bf16"]]
+    column = len(lines[0]) - len(lines[0].split()[-1])  # where the values start
+    rows = {line[:column].strip(): line[column:] for line in lines}
+    assert rows["int8 target"] == "x86-vnni (export --precision int8 --int8-for x86-vnni)"
+
+
+@pytest.mark.parametrize("cuda_python", ["12.6.3", "12.8.0", "12.9.4", "13.0.1"])
+def test_doctor_without_a_driver_says_so_in_one_line(cuda_python: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """cuda-python 12.6-12.8 raise RuntimeError, 12.9+ return cudaErrorInsufficientDriver: doctor exits 0 on both."""
+    import trt_doubles
+    from typer.testing import CliRunner
+
+    from rdd_deploy.cli import app
+    from rdd_deploy.runtime import doctor as doctor_module
+
+    trt_doubles.install(monkeypatch, trt_doubles.World("10.3.0", driver=False, cuda_python=cuda_python))
+    monkeypatch.setattr(doctor_module.shutil, "which", lambda name: None)  # no nvidia-smi to fall back on
+    result = CliRunner().invoke(app, ["doctor"])
+    assert result.exit_code == 0, result.output
+    rows = dict(line.split(None, 1) for line in result.stdout.splitlines() if not line.startswith(" "))
+    assert rows["cuda-python"].strip() == cuda_python
+    assert rows["gpu"].startswith(f"none found (cuda-python {cuda_python}: no NVIDIA driver (cudaGetDeviceCount: ")
+    assert "Traceback" not in result.output

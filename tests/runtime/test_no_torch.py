@@ -47,7 +47,7 @@ import sys
 sys.modules["torch"] = None
 if sys.argv[1] == "doubles":  # strict TensorRT 11.1 and cuda-python doubles stand in for the GPU install
     import types, trt_doubles
-    trt_doubles.install(types.SimpleNamespace(setitem=dict.__setitem__), trt_doubles.World("11.1.0.8"))
+    trt_doubles.install(types.SimpleNamespace(setitem=dict.__setitem__), trt_doubles.World("11.1.0.106"))
 else:
     sys.modules["tensorrt"] = None  # an install without TensorRT, even where one exists
 from rdd_deploy.cli import run
@@ -80,5 +80,5 @@ def test_engine_command_without_torch_builds_verifies_and_writes_the_sidecar(dyn
     assert result.returncode == 0, result.stderr
     assert "vs ONNX Runtime on dynamic.onnx" in result.stderr and "Engine complete" in result.stderr
     sidecar = json.loads((tmp_path / "out" / "tiny_64x64_dyn.engine.json").read_text())
-    assert sidecar["tensorrt_version"] == "11.1.0.8" and sidecar["build"]["source_onnx"] == "dynamic.onnx"
+    assert sidecar["tensorrt_version"] == "11.1.0.106" and sidecar["build"]["source_onnx"] == "dynamic.onnx"
     assert sidecar["profiles"][0]["max"] == [2, 3, 64, 64]

@@ -95,3 +95,15 @@ def test_built_engine_matches_onnxruntime(tensorrt_api: World | None, dynamic_on
     if tensorrt_api is not None:  # the doubles saw every run on the engine's own stream, none through int()
         assert len(tensorrt_api.executions) == 2 and set(tensorrt_api.executions) == set(tensorrt_api.streams)
         assert tensorrt_api.int_handles == 0
+
+
+@pytest.mark.parametrize("cuda_python", ["12.6.3", "12.8.0", "12.9.4", "13.0.1"])
+def test_no_driver_is_one_line_on_every_cuda_python(cuda_python: str, tmp_path: Path, make_metadata,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """12.6-12.8 raise RuntimeError("Failed to dlopen libcuda.so.1"), 12.9+ return cudaErrorInsufficientDriver."""
+    world = World("10.3.0", driver=False, cuda_python=cuda_python)
+    trt_doubles.install(monkeypatch, world)
+    plan = write_engine(tmp_path / "model.engine", b"plan", make_metadata())
+    with pytest.raises(RDDError, match=r"^no NVIDIA driver \(cudaGetDeviceCount: (Failed to dlopen libcuda\.so\.1|"
+                                       r"cudaErrorInsufficientDriver)\)$"):
+        Segmenter.from_file(plan)
