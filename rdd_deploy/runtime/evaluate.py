@@ -50,7 +50,13 @@ def evaluate(segmenter: Segmenter, samples: Iterable[tuple[np.ndarray, np.ndarra
         images += 1
         if on_image is not None:
             on_image()
+    return validation_result(segmenter, scores, images)
+
+
+def validation_result(segmenter: Segmenter, scores: SegmentationScores, images: int) -> dict[str, Any]:
+    """What `evaluate` returns, from scores that have seen `images` of the segmenter's predictions."""
     if images == 0:
         raise RDDError("no images to validate on")
+    info = segmenter.info
     return {"model": segmenter.source, "precision": info.precision, "images": images, "torch_miou": info.torch_miou,
             **scores.summary()}

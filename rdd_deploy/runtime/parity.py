@@ -7,7 +7,7 @@ matches. Boundary IoU is reported, not judged: the release gate stays agreement 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -60,11 +60,11 @@ class ParityReport:
 class ParityAccumulator:
     """Collects per-image comparisons; `report()` judges them."""
 
-    def __init__(self, num_classes: int, ignore_index: int = 255) -> None:
+    def __init__(self, num_classes: int, ignore_index: int = 255, class_names: Sequence[str] | None = None) -> None:
         self.images = self.pixels = self.agree = 0
         self.abs_sum, self.abs_count, self.abs_max = 0.0, 0, 0.0
-        self.reference = SegmentationScores(num_classes, ignore_index)
-        self.candidate = SegmentationScores(num_classes, ignore_index)
+        self.reference = SegmentationScores(num_classes, ignore_index, class_names)
+        self.candidate = SegmentationScores(num_classes, ignore_index, class_names)
         self.labelled = 0
 
     def update(self, reference: np.ndarray, candidate: np.ndarray, label: np.ndarray | None = None) -> None:
@@ -123,16 +123,24 @@ def compare(reference: Segmenter, candidate: Segmenter, samples: Iterable[Sample
 
     ignore_index: the labels' ignore value (the data set's), by default the candidate's metadata.
     """
+    stats = accumulate(reference, candidate, samples, ignore_index, on_image)
+    return stats.report(candidate.info.precision, min_agreement, max_miou_drop)
+
+
+def accumulate(reference: Segmenter, candidate: Segmenter, samples: Iterable[Sample], ignore_index: int | None = None,
+               on_image: Callable[[], None] | None = None) -> ParityAccumulator:
+    """The statistics `compare` judges, for callers that also want both models' scores (`.reference`,
+    `.candidate`: the SegmentationScores of each on the labelled samples)."""
     if reference.info.num_classes != candidate.info.num_classes:
         raise RDDError(f"the reference has {reference.info.num_classes} classes but {candidate.source} has "
                        f"{candidate.info.num_classes}")
     ignore = candidate.info.ignore_index if ignore_index is None else ignore_index
-    stats = ParityAccumulator(candidate.info.num_classes, ignore)
+    stats = ParityAccumulator(candidate.info.num_classes, ignore, candidate.info.class_names)
     for image, label in samples:
         stats.update(reference.logits(image), candidate.logits(image), label)
         if on_image is not None:
             on_image()
-    return stats.report(candidate.info.precision, min_agreement, max_miou_drop)
+    return stats
 
 
 def reference_photos() -> list[Sample]:
