@@ -31,8 +31,7 @@ def report_command(
     providers: Optional[str] = providers_option(),
 ) -> None:
     """Which exported file to ship on this host, and why: the fastest one that passes the parity gate."""
-    from rdd_deploy.runtime.engine import available_runs
-    from rdd_deploy.runtime.report import FORMATS, Run, build_report, write_report
+    from rdd_deploy.runtime.report import FORMATS, build_report, open_runs, write_report
     from rdd_deploy.runtime.report.markdown import render_markdown
     if fmt not in FORMATS:
         raise RDDError(f"--format must be one of {', '.join(FORMATS)}, got '{fmt}'")
@@ -40,9 +39,7 @@ def report_command(
     files = list(exported or []) if is_checkpoint else [reference, *(exported or [])]
     if not files:
         raise RDDError(f"{reference} is a checkpoint: name the exported files to compare with it after it")
-    runs = [Run(path, backend, hint, open_segmenter(path, backend, providers, precision_hint=hint),
-                is_reference=not is_checkpoint and index == 0 and backend == "onnxruntime")
-            for index, path in enumerate(files) for backend, hint in available_runs(path)]
+    runs = open_runs(files, not is_checkpoint, providers.split(",") if providers else None)
     reference_segmenter = (open_segmenter(reference, "auto", None, like=runs[0].segmenter) if is_checkpoint
                            else runs[0].segmenter)
     checkpoint = None

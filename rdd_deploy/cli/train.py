@@ -157,3 +157,5 @@ def quickstart_command(
     from rdd_deploy.runtime.tables import print_fitted
     summary = quickstart(out, scale, train_teacher=train_teacher)
     print_fitted(summary_tables(summary))
+    console.print(f"release report: {summary['report']} (ship {summary['recommendation']})", highlight=False,
+                  soft_wrap=True)

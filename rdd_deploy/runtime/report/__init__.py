@@ -15,7 +15,7 @@ from typing import Any
 from rdd_deploy.atomic import atomic_write_text
 from rdd_deploy.runtime.masks import palette_of
 from rdd_deploy.runtime.report.card import model_card
-from rdd_deploy.runtime.report.collect import Run, Samples, collect
+from rdd_deploy.runtime.report.collect import Run, Samples, collect, open_runs
 from rdd_deploy.runtime.report.examples import example_strips
 from rdd_deploy.runtime.report.html import write_html
 from rdd_deploy.runtime.report.markdown import render_markdown
@@ -23,7 +23,7 @@ from rdd_deploy.runtime.report.recommend import recommend
 from rdd_deploy.runtime.segmenter import Segmenter
 
 FORMATS = ("html", "md")
-__all__ = ["FORMATS", "Run", "build_report", "write_report"]
+__all__ = ["FORMATS", "Run", "build_report", "open_runs", "write_report"]
 
 
 def build_report(reference: Segmenter, reference_name: str, runs: list[Run], samples: Samples, data: str,

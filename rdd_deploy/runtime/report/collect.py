@@ -43,6 +43,16 @@ class Run:
         return f"{self.path.name} · {backend}" + (f" {self.hint}" if backend == "openvino" else "")
 
 
+def open_runs(files: list[Path], first_is_reference: bool, providers: list[str] | None = None) -> list[Run]:
+    """Every run `bench --backend all` would time for these files; with first_is_reference, the first file's ONNX
+    Runtime run is the reference the others are compared with."""
+    from rdd_deploy.runtime.engine import available_runs
+
+    return [Run(path, backend, hint, Segmenter.from_file(path, backend, providers, hint),
+                is_reference=first_is_reference and index == 0 and backend == "onnxruntime")
+            for index, path in enumerate(files) for backend, hint in available_runs(path)]
+
+
 class Hashing:
     """Passes samples through and hashes their pixels and labels: the content hash of the data the report saw."""
 
