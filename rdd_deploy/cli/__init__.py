@@ -52,8 +52,8 @@ def _missing_train_extra(exc: ModuleNotFoundError) -> RDDError | None:
         return None
     command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), "this command")
     return RDDError(f"`rdd-deploy {command}` needs {module}, which the runtime-only install leaves out: "
-                    'pip install "rdd-deploy[train]" (the runtime alone runs bench, validate, parity, predict and report '
-                    "on exported models)")
+                    'pip install "rdd-deploy[train]" (the runtime alone runs bench, validate, parity, predict and '
+                    "report on exported models)")
 
 
 def run() -> None:

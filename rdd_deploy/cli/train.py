@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Optional
 import typer
 
 from rdd_deploy.cli.options import (auto_resume_option, batch_size_option, confusion_option, console, data_option,
-                                    device_option, dist_timeout_option, flag, is_main, iters_option, progress_bar, recipe_argument,
-                                    resume_option, set_option, startup_timeout_option, write_confusion, write_json)
+                                    device_option, dist_timeout_option, flag, is_main, iters_option, progress_bar,
+                                    recipe_argument, resume_option, set_option, startup_timeout_option,
+                                    write_confusion, write_json)
 from rdd_deploy.errors import RDDError
 
 if TYPE_CHECKING:

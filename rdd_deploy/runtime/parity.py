@@ -123,21 +123,25 @@ def compare(reference: Segmenter, candidate: Segmenter, samples: Iterable[Sample
 
     ignore_index: the labels' ignore value (the data set's), by default the candidate's metadata.
     """
-    stats = accumulate(reference, candidate, samples, ignore_index, on_image)
+    stats = accumulate(reference, [candidate], samples, ignore_index, on_image)[0]
     return stats.report(candidate.info.precision, min_agreement, max_miou_drop)
 
 
-def accumulate(reference: Segmenter, candidate: Segmenter, samples: Iterable[Sample], ignore_index: int | None = None,
-               on_image: Callable[[], None] | None = None) -> ParityAccumulator:
-    """The statistics `compare` judges, for callers that also want both models' scores (`.reference`,
-    `.candidate`: the SegmentationScores of each on the labelled samples)."""
-    if reference.info.num_classes != candidate.info.num_classes:
-        raise RDDError(f"the reference has {reference.info.num_classes} classes but {candidate.source} has "
-                       f"{candidate.info.num_classes}")
-    ignore = candidate.info.ignore_index if ignore_index is None else ignore_index
-    stats = ParityAccumulator(candidate.info.num_classes, ignore, candidate.info.class_names)
+def accumulate(reference: Segmenter, candidates: Sequence[Segmenter], samples: Iterable[Sample],
+               ignore_index: int | None = None, on_image: Callable[[], None] | None = None) -> list[ParityAccumulator]:
+    """The statistics `compare` judges, for several candidates in one pass: each image goes through the reference
+    once (a candidate that is the reference reuses its logits). Each accumulator also holds both models' scores on
+    the labelled samples (`.reference`, `.candidate`: SegmentationScores)."""
+    for candidate in candidates:
+        if reference.info.num_classes != candidate.info.num_classes:
+            raise RDDError(f"the reference has {reference.info.num_classes} classes but {candidate.source} has "
+                           f"{candidate.info.num_classes}")
+    stats = [ParityAccumulator(c.info.num_classes, c.info.ignore_index if ignore_index is None else ignore_index,
+                               c.info.class_names) for c in candidates]
     for image, label in samples:
-        stats.update(reference.logits(image), candidate.logits(image), label)
+        expected = reference.logits(image)
+        for candidate, accumulator in zip(candidates, stats):
+            accumulator.update(expected, expected if candidate is reference else candidate.logits(image), label)
         if on_image is not None:
             on_image()
     return stats

@@ -1,15 +1,15 @@
 """Measure every run of a release candidate: accuracy (as `validate`), parity (as `parity`), latency (as `bench`).
 
 A run is one exported file on one backend at one precision, as `bench --backend all` times them. Accuracy and
-parity come from one pass over the val images per run: `parity.accumulate` predicts each image with the reference
-and the run, and the run's scores are read from its metric with `evaluate.validation_result`, the function behind `validate`.
-The reference run itself (the FP32 ONNX file, when no checkpoint is given) is only scored, by `evaluate`.
+parity come from one pass over the val images: `parity.accumulate` runs each image through the reference once and
+through every run, and each run's scores are read from its metric by `evaluate.validation_result`, the function behind
+`validate`. The reference run itself (the FP32 ONNX file, when no checkpoint is given) reuses the reference's logits
+and gets no parity verdict.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from rdd_deploy.runtime.evaluate import evaluate, validation_result
+from rdd_deploy.runtime.evaluate import validation_result
 from rdd_deploy.runtime.latency import benchmark_all
 from rdd_deploy.runtime.parity import accumulate
 from rdd_deploy.runtime.segmenter import Segmenter
@@ -66,40 +66,32 @@ class Hashing:
                 self.digest.update(np.ascontiguousarray(array).tobytes())
             yield image, label
 
+    def hexdigest(self) -> str:
+        """The SHA-256 of every sample seen so far."""
+        return self.digest.hexdigest()
+
 
 def collect(reference: Segmenter, runs: list[Run], samples: Samples, ignore_index: int | None,
             input_size: tuple[int, int], warmup: int, iters: int,
             on_step: Callable[[str], None] = lambda step: None) -> dict[str, Any]:
     """Every number of the report, JSON-ready (no recommendation yet): per run accuracy, parity and latency."""
-    results: list[dict[str, Any]] = []
-    digest = None
-    for run in runs:
-        on_step(f"scoring {run.name}")
-        hashing = Hashing(samples())
-        if run.is_reference:
-            accuracy, parity = evaluate(run.segmenter, hashing, ignore_index), None
-        else:
-            stats = accumulate(reference, run.segmenter, hashing, ignore_index)
-            accuracy = validation_result(run.segmenter, stats.candidate, stats.labelled)
-            parity = stats.report(run.segmenter.info.precision).to_dict()
-        digest = digest or hashing.digest.hexdigest()
+    on_step(f"scoring {len(runs)} runs on the val images")
+    hashing = Hashing(samples())
+    stats = accumulate(reference, [run.segmenter for run in runs], hashing, ignore_index)
+    results = []
+    for run, accumulator in zip(runs, stats):
+        parity = None if run.is_reference else accumulator.report(run.segmenter.info.precision).to_dict()
         results.append({"name": run.name, "model": str(run.path), "backend": run.segmenter.engine.backend,
                         "precision_hint": run.hint, "precision": run.segmenter.info.precision,
-                        "is_reference": run.is_reference, "accuracy": accuracy, "parity": parity})
+                        "is_reference": run.is_reference,
+                        "accuracy": validation_result(run.segmenter, accumulator.candidate, accumulator.labelled),
+                        "parity": parity})
     on_step(f"timing {len(runs)} runs interleaved ({warmup} warm-up + {iters} rounds)")
     latencies = benchmark_all([run.segmenter for run in runs], input_size, 1, warmup, iters,
                               [run.path for run in runs])
     for result, latency in zip(results, latencies):
         result["latency"] = latency.to_dict()
         result["file_size_mb"] = latency.settings["file_size_mb"]
-    return {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "data_sha256": digest,
+    return {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "data_sha256": hashing.hexdigest(),
             "images": results[0]["accuracy"]["images"], "runs": results}
 
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """The SHA-256 of a file's bytes, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

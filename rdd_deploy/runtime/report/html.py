@@ -16,7 +16,8 @@ from rdd_deploy.runtime.report.charts import bar_chart, number, pointer
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 STYLE = """
-body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:24px auto;max-width:1100px;color:#1b1b1b;padding:0 16px}
+body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:24px auto;max-width:1100px;
+color:#1b1b1b;padding:0 16px}
 h1{font-size:22px;margin-bottom:2px}h2{font-size:17px;border-bottom:1px solid #ddd;padding-bottom:3px;margin-top:28px}
 .sub{color:#555}.verdict{background:#eef6ee;border:1px solid #7cb87c;border-radius:6px;padding:12px 16px}
 .verdict.none{background:#fbeeee;border-color:#d08080}.verdict b.ship{font-size:18px}
@@ -110,6 +111,7 @@ def render_html(report: dict[str, Any], examples: list[dict[str, Any]]) -> str:
                                              pointer("runs", i, "latency", "end_to_end", "p99_ms"))])
                                for i, r in enumerate(runs)], "ms", 2, 1, series=("p50", "p99"))
     confusion = run["accuracy"]["confusion"]
+    heat_map = data_uri(confusion_png(confusion["counts"], confusion["classes"]))
     settings = runs[0]["latency"]["settings"]
     strips = "".join(
         f'<div class="caption">val image {e["index"]}: photo · labels · prediction · wrong pixels (red, '
@@ -135,8 +137,7 @@ reference on the same images, judged at each run's precision.</div>
 <div>mIoU {number(run['accuracy']['miou'], pointer('runs', shown, 'accuracy', 'miou'), 2, 100)} %,
 pixel accuracy {number(run['accuracy']['pixel_acc'], pointer('runs', shown, 'accuracy', 'pixel_acc'), 2, 100)} %</div>
 <div class="grid"><div><h3>IoU per class</h3>{iou_chart}</div>
-<div><h3>Confusion matrix</h3><img alt="confusion matrix" src="{data_uri(confusion_png(confusion['counts'],
-                                                                                       confusion['classes']))}"></div></div>
+<div><h3>Confusion matrix</h3><img alt="confusion matrix" src="{heat_map}"></div></div>
 <h2>Val images</h2><div class="examples">{strips}</div>
 <h2>Model card</h2>{_card(report)}
 </body></html>
