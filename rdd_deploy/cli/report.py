@@ -30,7 +30,8 @@ def report_command(
     examples: int = typer.Option(4, "--examples", min=0, help="Val images drawn with their errors."),
     providers: Optional[str] = providers_option(),
 ) -> None:
-    """Which exported file to ship on this host, and why: the fastest one that passes the parity gate."""
+    """Which exported file to ship on this host, and why: the fastest one that passes the parity gate (exit 1
+    when none does)."""
     from rdd_deploy.runtime.report import FORMATS, build_report, open_runs, write_report
     from rdd_deploy.runtime.report.markdown import render_markdown
     if fmt not in FORMATS:
@@ -58,5 +59,7 @@ def report_command(
     if fmt == "md":
         print(render_markdown(report), end="")
     choice = report["recommendation"]
-    console.print(f"[bold green]ship {choice['name']}[/]: {choice['why']}" if choice["run"] is not None
-                  else f"[bold red]ship none[/]: {choice['why']}", highlight=False, soft_wrap=True)
+    if choice["run"] is None:  # like `parity`, a failed gate fails the command, for CI
+        console.print(f"[bold red]ship none[/]: {choice['why']}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    console.print(f"[bold green]ship {choice['name']}[/]: {choice['why']}", highlight=False, soft_wrap=True)

@@ -216,6 +216,16 @@ def test_an_onnx_only_report_runs_without_torch_and_writes_markdown(release: dic
     assert not (tmp_path / "report.html").exists()
 
 
+def test_no_file_passing_parity_means_ship_none_and_exit_1(release: dict[str, Path], tmp_path: Path) -> None:
+    result = runner.invoke(app, ["report", str(release["checkpoint"]), str(release["broken"]), "--data", DATA,
+                                 "--out", str(tmp_path), "--max-images", "2", "--examples", "1", "--warmup", "0",
+                                 "--iters", "2"])
+    assert result.exit_code == 1, result.output
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["recommendation"]["run"] is None and len(report["recommendation"]["others"]) == len(report["runs"])
+    assert "Ship none of these files" in (tmp_path / "report.html").read_text()
+
+
 def test_a_checkpoint_without_exported_files_is_one_line(release: dict[str, Path], tmp_path: Path) -> None:
     result = runner.invoke(app, ["report", str(release["checkpoint"]), "--data", DATA, "--out", str(tmp_path / "r")])
     assert result.exit_code == 1 and "name the exported files" in str(result.exception)
