@@ -85,7 +85,7 @@ def _card(report: dict[str, Any]) -> str:
                   ("trained on", f"{checkpoint['dataset']}, crops {checkpoint['crop_size']}")]
         if checkpoint.get("recipe"):
             recipe = checkpoint["recipe"]
-            items += [("recipe", f"{recipe['name']}: {recipe['distill']}, {recipe['optim']}"),
+            items += [("recipe", recipe["name"]), ("distillation", recipe["distill"]), ("optimiser", recipe["optim"]),
                       ("teacher", (recipe.get("teacher") or {}).get("checkpoint") or "none")]
     if card["export_metadata"]:
         items.append(("export", card["export_metadata"]))
@@ -94,7 +94,14 @@ def _card(report: dict[str, Any]) -> str:
                             f"onnxruntime {host['onnxruntime']['version']}, openvino {host['openvino']['version']}, "
                             f"tensorrt {host['tensorrt']}, torch {host['torch']}"),
               ("os", host["os"]), ("date", report["created"])]
-    return "<dl>" + "".join(f"<dt>{escape(k)}</dt><dd>{escape(str(v))}</dd>" for k, v in items) + "</dl>"
+    return "<dl>" + "".join(f"<dt>{escape(k)}</dt><dd>{escape(_plain(v))}</dd>" for k, v in items) + "</dl>"
+
+
+def _plain(value: Any) -> str:
+    """A metadata value as people write it: 'name deeplabv3_r18, width_mult 0.4' rather than a Python dict."""
+    if isinstance(value, dict):
+        return ", ".join(f"{key} {_plain(item)}" for key, item in value.items() if item is not None)
+    return str(value)
 
 
 def render_html(report: dict[str, Any], examples: list[dict[str, Any]]) -> str:
