@@ -31,7 +31,7 @@ def number(value: float | None, path: str, digits: int = 2, scale: float = 1.0, 
 
 
 def bar_chart(rows: Sequence[tuple[str, Sequence[tuple[float | None, str]]]], unit: str, digits: int = 2,
-              scale: float = 1.0, series: Sequence[str] = ()) -> str:
+              scale: float = 1.0, series: Sequence[str] = (), width: int = CHART_WIDTH) -> str:
     """Horizontal bars: one group per row label, one bar per (value, JSON pointer) in it, each with its number."""
     values = [v * scale for _, bars in rows for v, _ in bars if v is not None]
     top = max(values, default=1.0) or 1.0
@@ -40,8 +40,8 @@ def bar_chart(rows: Sequence[tuple[str, Sequence[tuple[float | None, str]]]], un
     legend = 18 if series else 0
     height = legend + len(rows) * row_height + 4
     label_width = round(CHAR_WIDTH * max((len(label) for label, _ in rows), default=0)) + 12
-    span = CHART_WIDTH - label_width - 80
-    parts = [f'<svg width="{CHART_WIDTH}" height="{height}" '
+    span = width - label_width - 80
+    parts = [f'<svg width="{width}" height="{height}" '
              f'role="img" class="chart" font-family="sans-serif" font-size="12">']
     for index, name in enumerate(series):
         x = label_width + index * 120
@@ -52,11 +52,11 @@ def bar_chart(rows: Sequence[tuple[str, Sequence[tuple[float | None, str]]]], un
         parts.append(f'<text x="{label_width - 6}" y="{y + per_row * BAR / 2 + 4}" text-anchor="end">'
                      f"{escape(label)}</text>")
         for slot, (value, path) in enumerate(bars):
-            width = 0 if value is None else max(1.0, span * value * scale / top)
+            length = 0 if value is None else max(1.0, span * value * scale / top)
             bar_y = y + slot * BAR
-            parts.append(f'<rect x="{label_width}" y="{bar_y}" width="{width:.1f}" height="{BAR - 2}" '
+            parts.append(f'<rect x="{label_width}" y="{bar_y}" width="{length:.1f}" height="{BAR - 2}" '
                          f'fill="{COLOURS[slot % 2]}"/>')
-            parts.append(f'<text x="{label_width + width + 4:.1f}" y="{bar_y + BAR - 5}">'
+            parts.append(f'<text x="{label_width + length + 4:.1f}" y="{bar_y + BAR - 5}">'
                          f'{number(value, path, digits, scale, "tspan")}<tspan> {escape(unit)}</tspan></text>')
     parts.append("</svg>")
     return "".join(parts)

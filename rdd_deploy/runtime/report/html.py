@@ -46,7 +46,7 @@ def _verdict(report: dict[str, Any]) -> str:
 
 def _runs_table(report: dict[str, Any]) -> str:
     head = ("<tr><th>run</th><th>precision</th><th>MB</th><th>mIoU %</th><th>agreement %</th><th>mIoU Δ</th>"
-            "<th>parity</th><th>p50 ms</th><th>p99 ms</th><th>FPS</th><th>engine p50 ms</th></tr>")
+            "<th>parity</th><th>p50 ms</th><th>p99 ms</th><th>mean FPS</th><th>engine p50 ms</th></tr>")
     rows = []
     for i, run in enumerate(report["runs"]):
         p, e2e, engine = run["parity"], ("runs", i, "latency", "end_to_end"), ("runs", i, "latency", "engine")
@@ -111,7 +111,7 @@ def render_html(report: dict[str, Any], examples: list[dict[str, Any]]) -> str:
     run = runs[shown]
     iou = run["accuracy"]["iou"]
     iou_chart = bar_chart([(name, [(value, pointer("runs", shown, "accuracy", "iou", name))])
-                           for name, value in iou.items()], "%", 1, 100)
+                           for name, value in iou.items()], "%", 1, 100, width=500)
     latency_chart = bar_chart([(r["name"], [(r["latency"]["end_to_end"]["median_ms"],
                                              pointer("runs", i, "latency", "end_to_end", "median_ms")),
                                             (r["latency"]["end_to_end"]["p99_ms"],

@@ -17,7 +17,7 @@ def render_markdown(report: dict[str, Any]) -> str:
                  else f"**Ship none of these files**: {choice['why']}.")
     lines += [""] + [f"- {other['name']}: {other['reason']}" for other in choice["others"]] + [""]
     lines += [f"Parity reference: {report['reference']}", "",
-              "| run | precision | MB | mIoU % | agreement % | mIoU Δ | parity | p50 ms | p99 ms | FPS |",
+              "| run | precision | MB | mIoU % | agreement % | mIoU Δ | parity | p50 ms | p99 ms | mean FPS |",
               "|---|---|--:|--:|--:|--:|---|--:|--:|--:|"]
     for run in report["runs"]:
         parity, e2e = run["parity"], run["latency"]["end_to_end"]

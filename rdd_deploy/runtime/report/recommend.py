@@ -37,7 +37,7 @@ def recommend(runs: list[dict[str, Any]]) -> dict[str, Any]:
     gate = "it is the reference" if chosen["parity"] is None else (
         f"argmax agreement {chosen['parity']['agreement']:.3f}% and mIoU difference "
         f"{chosen['parity']['miou_diff']:+.2f} points are within its {chosen['precision']} tolerances")
-    why = (f"the fastest run that passes the parity gate: {speed(chosen):.2f} ms median end to end "
-           f"({chosen['latency']['end_to_end']['fps']:.1f} FPS); {gate}; "
+    why = (f"the fastest run that passes the parity gate: {speed(chosen):.2f} ms median end to end, "
+           f"{chosen['latency']['end_to_end']['fps']:.1f} FPS on average; {gate}; "
            f"val mIoU {100 * chosen['accuracy']['miou']:.2f}%")
     return {"run": best, "name": chosen["name"], "why": why, "others": others}
