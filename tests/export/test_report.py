@@ -66,6 +66,7 @@ def test_numbers_are_those_validate_parity_and_bench_give(release: dict[str, Pat
         validated, reported = json.loads(out.read_text()), run_of(report, path)["accuracy"]
         assert reported["confusion"] == validated["confusion"]
         assert reported["miou"] == pytest.approx(validated["miou"], rel=1e-12)
+        assert reported["boundary_miou"] == pytest.approx(validated["boundary_miou"], rel=1e-12)
         assert reported["iou"] == pytest.approx(validated["iou"], rel=1e-12)
         assert reported["images"] == validated["images"] == 6
         out = tmp_path / f"{path.stem}_parity.json"

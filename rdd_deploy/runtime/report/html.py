@@ -45,7 +45,8 @@ def _verdict(report: dict[str, Any]) -> str:
 
 
 def _runs_table(report: dict[str, Any]) -> str:
-    head = ("<tr><th>run</th><th>precision</th><th>MB</th><th>mIoU %</th><th>agreement %</th><th>mIoU Δ</th>"
+    head = ("<tr><th>run</th><th>precision</th><th>MB</th><th>mIoU %</th><th>boundary mIoU %</th>"
+            "<th>agreement %</th><th>mIoU Δ</th>"
             "<th>parity</th><th>p50 ms</th><th>p99 ms</th><th>mean FPS</th><th>engine p50 ms</th></tr>")
     rows = []
     for i, run in enumerate(report["runs"]):
@@ -62,7 +63,8 @@ def _runs_table(report: dict[str, Any]) -> str:
             f"<tr{chosen}><td>{escape(run['name'])}</td><td>{escape(run['precision'])}</td>"
             f"<td>{number(run['file_size_mb'], pointer('runs', i, 'file_size_mb'), 1)}</td>"
             f"<td>{number(run['accuracy']['miou'], pointer('runs', i, 'accuracy', 'miou'), 2, 100)}</td>"
-            f"{parity_cells}"
+            f"<td>{number(run['accuracy']['boundary_miou'], pointer('runs', i, 'accuracy', 'boundary_miou'), 2, 100)}"
+            f"</td>{parity_cells}"
             f"<td>{number(lat['end_to_end']['median_ms'], pointer(*e2e, 'median_ms'))}</td>"
             f"<td>{number(lat['end_to_end']['p99_ms'], pointer(*e2e, 'p99_ms'))}</td>"
             f"<td>{number(lat['end_to_end']['fps'], pointer(*e2e, 'fps'), 1)}</td>"

@@ -17,15 +17,16 @@ def render_markdown(report: dict[str, Any]) -> str:
                  else f"**Ship none of these files**: {choice['why']}.")
     lines += [""] + [f"- {other['name']}: {other['reason']}" for other in choice["others"]] + [""]
     lines += [f"Parity reference: {report['reference']}", "",
-              "| run | precision | MB | mIoU % | agreement % | mIoU Δ | parity | p50 ms | p99 ms | mean FPS |",
-              "|---|---|--:|--:|--:|--:|---|--:|--:|--:|"]
+              "| run | precision | MB | mIoU % | boundary mIoU % | agreement % | mIoU Δ | parity | p50 ms | p99 ms "
+              "| mean FPS |", "|---|---|--:|--:|--:|--:|--:|---|--:|--:|--:|"]
     for run in report["runs"]:
         parity, e2e = run["parity"], run["latency"]["end_to_end"]
         verdict = "reference" if parity is None else ("pass" if parity["passed"] else "**fail**")
         agreement = "–" if parity is None else formatted(parity["agreement"], 3)
         diff = "–" if parity is None else formatted(parity["miou_diff"])
         lines.append(f"| {run['name']} | {run['precision']} | {formatted(run['file_size_mb'], 1)} | "
-                     f"{formatted(run['accuracy']['miou'], 2, 100)} | {agreement} | {diff} | {verdict} | "
+                     f"{formatted(run['accuracy']['miou'], 2, 100)} | "
+                     f"{formatted(run['accuracy']['boundary_miou'], 2, 100)} | {agreement} | {diff} | {verdict} | "
                      f"{formatted(e2e['median_ms'])} | {formatted(e2e['p99_ms'])} | {formatted(e2e['fps'], 1)} |")
     shown = report["runs"][choice["run"] if choice["run"] is not None else 0]
     lines += ["", f"IoU per class of {shown['name']}:", "", "| class | IoU % |", "|---|--:|"]
