@@ -56,6 +56,7 @@ def val_images(count: int, size: tuple[int, int]) -> list[tuple[np.ndarray, np.n
 
 
 def timed(fn: Any) -> float:
+    """Seconds one call of fn takes."""
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start

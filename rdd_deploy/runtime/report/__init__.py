@@ -17,7 +17,7 @@ from rdd_deploy.runtime.masks import palette_of
 from rdd_deploy.runtime.report.card import model_card
 from rdd_deploy.runtime.report.collect import Run, Samples, collect, open_runs
 from rdd_deploy.runtime.report.examples import example_strips
-from rdd_deploy.runtime.report.html import write_html
+from rdd_deploy.runtime.report.html import render_html
 from rdd_deploy.runtime.report.markdown import render_markdown
 from rdd_deploy.runtime.report.recommend import recommend
 from rdd_deploy.runtime.segmenter import Segmenter
@@ -46,10 +46,8 @@ def build_report(reference: Segmenter, reference_name: str, runs: list[Run], sam
 
 
 def write_report(report: dict[str, Any], strips: list[dict[str, Any]], out: Path, fmt: str = "html") -> list[Path]:
-    """report.json and report.html (fmt html) or report.md (fmt md) in `out`, each written atomically."""
-    written = [atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")]
-    if fmt == "html":
-        written.append(write_html(report, strips, out / "report.html"))
-    else:
-        written.append(atomic_write_text(out / "report.md", render_markdown(report)))
-    return written
+    """report.json and report.html (fmt html) or report.md (fmt md) in `out`, each written atomically once both
+    are rendered, so a failure leaves no half of the pair."""
+    page = (out / "report.html", render_html(report, strips)) if fmt == "html" else (out / "report.md",
+                                                                                     render_markdown(report))
+    return [atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n"), atomic_write_text(*page)]

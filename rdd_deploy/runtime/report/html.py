@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 from html import escape
-from pathlib import Path
 from typing import Any
 
 from rdd_deploy.runtime.confusion import confusion_png
@@ -152,8 +151,3 @@ pixel accuracy {number(run['accuracy']['pixel_acc'], pointer('runs', shown, 'acc
 </body></html>
 """
 
-
-def write_html(report: dict[str, Any], examples: list[dict[str, Any]], path: Path) -> Path:
-    """Write the page atomically."""
-    from rdd_deploy.atomic import atomic_write_text
-    return atomic_write_text(path, render_html(report, examples))
