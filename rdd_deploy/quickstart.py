@@ -1,7 +1,8 @@
 """`rdd-deploy quickstart`: the whole pipeline on the built-in synthetic set, in minutes on a laptop CPU.
 
 Distil one student from the packaged teacher with CE, KD and RDD, export the best student to ONNX, check its
-parity with PyTorch on the validation images and time both, then print one summary table.
+parity with PyTorch on the validation images and time both, print one summary table, and write the release
+report of the exported student (report/report.html: which backend to ship it on here, and why).
 
 The regime is the one distillation is for: a teacher trained long on plenty of data (DeepLabV3-ResNet-18 x0.4,
 8000 iterations on 2048 images; it ships with the package, and `--train-teacher` trains it again from
@@ -72,6 +73,8 @@ def quickstart(out: Path | None = None, scale: float = 1.0, console: Console | N
     from rdd_deploy.runtime.evaluate import dataset_samples
     from rdd_deploy.runtime.latency import benchmark
     from rdd_deploy.runtime.parity import compare
+    from rdd_deploy.runtime.report import build_report, open_runs, write_report
+    from rdd_deploy.runtime.report.card import checkpoint_facts
 
     console = console or Console(stderr=True)
     out = Path(out) if out is not None else default_run_dir()
@@ -83,15 +86,15 @@ def quickstart(out: Path | None = None, scale: float = 1.0, console: Console | N
                 "save_every": max(1, iters // 3)}
 
     if train_teacher:
-        console.rule(f"[bold]1/4 teacher[/] → {out / 'teacher'}")
+        console.rule(f"[bold]1/5 teacher[/] → {out / 'teacher'}")
         train(config_from_dict(scaled(TEACHER), "quickstart teacher"), out / "teacher", device="cpu")
         teacher = out / "teacher" / "best.pt"
     else:
         teacher = PACKAGED_TEACHER
-        console.rule(f"[bold]1/4 teacher[/]: the packaged one, {teacher}")
+        console.rule(f"[bold]1/5 teacher[/]: the packaged one, {teacher}")
     rows: list[dict[str, Any]] = [{"run": "teacher", "method": "ce", "checkpoint": teacher}]
     for method in METHODS:
-        console.rule(f"[bold]2/4 student, {method}[/] → {out / f'student_{method}'}")
+        console.rule(f"[bold]2/5 student, {method}[/] → {out / f'student_{method}'}")
         config = config_from_dict(scaled(_student_config(method, teacher)), f"quickstart student ({method})")
         train(config, out / f"student_{method}", device="cpu")
         rows.append({"run": f"student_{method}", "method": method, "checkpoint": out / f"student_{method}" / "best.pt"})
@@ -104,12 +107,12 @@ def quickstart(out: Path | None = None, scale: float = 1.0, console: Console | N
         row["model"] = f"{spec['name']} ×{spec['width_mult']:g}, head {spec['head_channels']}"
 
     best = max(rows[1:], key=lambda row: row["miou"])
-    console.rule(f"[bold]3/4 export[/] the best student ({best['method']}) → {out / 'export'}")
+    console.rule(f"[bold]3/5 export[/] the best student ({best['method']}) → {out / 'export'}")
     # Verified on the synthetic validation images: the sample photos need scikit-image, a [dev] extra.
     onnx_path = export(best["checkpoint"], ExportOptions(out=out / "export", input_size=(64, 64),
                                                          calib_data=DATA))[0]
 
-    console.rule("[bold]4/4 parity and latency[/] of the ONNX model against PyTorch")
+    console.rule("[bold]4/5 parity and latency[/] of the ONNX model against PyTorch")
     exported = Segmenter.from_file(onnx_path)
     reference = torch_segmenter(best["checkpoint"], like=exported, device="cpu")
     val = build_dataset(DATA, "val")
@@ -117,10 +120,18 @@ def quickstart(out: Path | None = None, scale: float = 1.0, console: Console | N
     latency = {name: benchmark(segmenter, (64, 64), warmup=10, iters=100, model_path=path).to_dict()
                for name, segmenter, path in (("pytorch", reference, None), ("onnxruntime", exported, onnx_path))}
 
+    console.rule(f"[bold]5/5 release report[/] of the ONNX model on every backend here → {out / 'report'}")
+    runs = open_runs([onnx_path], first_is_reference=False)
+    report, strips = build_report(reference, str(best["checkpoint"]), runs, lambda: dataset_samples(val), DATA,
+                                  val.info.ignore_index, (64, 64), warmup=10, iters=100,
+                                  checkpoint=checkpoint_facts(best["checkpoint"]))
+    write_report(report, strips, out / "report")
+
     summary = {
         "run_dir": str(out), "data": DATA, "seconds": round(time.perf_counter() - started, 1),
         "runs": [{k: (str(v) if isinstance(v, Path) else v) for k, v in row.items()} for row in rows],
         "best_student": best["run"], "onnx": str(onnx_path), "parity": parity.to_dict(), "latency": latency,
+        "report": str(out / "report" / "report.html"), "recommendation": report["recommendation"]["name"],
     }
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary

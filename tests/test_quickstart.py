@@ -48,6 +48,12 @@ def test_quickstart_trains_exports_checks_and_times(quickstart_run: tuple[Path, 
     assert {"pytorch", "onnxruntime"} == set(summary["latency"])
     assert all(summary["latency"][k]["end_to_end"]["mean_ms"] > 0 for k in summary["latency"])
     assert "val mIoU %" in output and "speed-up" in output
+    report = json.loads((out / "report" / "report.json").read_text())  # the exported student's release report
+    assert summary["report"] == str(out / "report" / "report.html") and Path(summary["report"]).is_file()
+    exported = next(run for run in students if run["run"] == summary["best_student"])
+    assert report["runs"][0]["model"] == summary["onnx"] and report["reference"] == exported["checkpoint"]
+    assert report["recommendation"]["name"] == summary["recommendation"] and report["images"] == 64
+    assert f"release report: {summary['report']}" in output
 
 
 def test_summary_tables_are_readable_at_80_columns(quickstart_run: tuple[Path, str],

@@ -4,6 +4,7 @@
     export.py   export, engine
     runtime.py  doctor, bench, validate, parity, predict                      (the runtime-only install)
     data.py     check-data                                                    (the runtime-only install)
+    report.py   report: validate, parity and bench of every file, and which to ship (runtime-only for ONNX)
     options.py  the options and helpers they share
 """
 
@@ -15,7 +16,7 @@ from typing import Optional
 
 import typer
 
-from rdd_deploy.cli import data, export, runtime, train
+from rdd_deploy.cli import data, export, report, runtime, train
 from rdd_deploy.cli.options import console, is_main
 from rdd_deploy.errors import RDDError
 
@@ -36,7 +37,7 @@ def main(version: Optional[bool] = typer.Option(None, "--version", callback=_ver
     """Relative Difficulty Distillation for semantic segmentation, from training to the edge."""
 
 
-for group in (train, export, runtime, data):
+for group in (train, export, runtime, data, report):
     app.add_typer(group.app)
 
 
@@ -51,8 +52,8 @@ def _missing_train_extra(exc: ModuleNotFoundError) -> RDDError | None:
         return None
     command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), "this command")
     return RDDError(f"`rdd-deploy {command}` needs {module}, which the runtime-only install leaves out: "
-                    'pip install "rdd-deploy[train]" (the runtime alone runs bench, validate, parity and predict '
-                    "on exported models)")
+                    'pip install "rdd-deploy[train]" (the runtime alone runs bench, validate, parity, predict and '
+                    "report on exported models)")
 
 
 def run() -> None:

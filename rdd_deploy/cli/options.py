@@ -93,6 +93,19 @@ def json_option(what: str) -> typer.models.OptionInfo:
     return typer.Option(None, "--json", help=f"Also write the {what} as JSON (atomically).")
 
 
+def confusion_option() -> typer.models.OptionInfo:
+    return typer.Option(None, "--confusion", help="Also draw the confusion matrix, each row normalised, with the "
+                                                  "class names, as a PNG figure at this path.")
+
+
+def write_confusion(path: Optional[Path], result: dict) -> None:
+    """Draw result["confusion"] (confusion_dict) as a PNG at `path`, when given."""
+    if path is not None:
+        from rdd_deploy.runtime.confusion import write_confusion_png
+        write_confusion_png(result["confusion"]["counts"], result["confusion"]["classes"], path)
+        console.print(f"wrote {path}")
+
+
 def open_segmenter(path: Path, backend: str, providers: Optional[str], like: Segmenter | None = None,
                     precision_hint: str = "f32") -> Segmenter:
     """An exported model, or a .pt checkpoint run in PyTorch (torch is imported only then)."""

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from rdd_deploy.cli.options import (backend_option, console, flag, json_option, open_segmenter, parse_size,
-                                    precision_hint_option, progress_bar, providers_option, val_samples, write_json)
+from rdd_deploy.cli.options import (backend_option, confusion_option, console, flag, json_option, open_segmenter,
+                                    parse_size, precision_hint_option, progress_bar, providers_option, val_samples,
+                                    write_confusion, write_json)
 from rdd_deploy.errors import RDDError
 from rdd_deploy.runtime.video import VIDEO_SUFFIXES
 
@@ -92,11 +93,12 @@ def validate_command(
     model: Path = typer.Argument(..., help="Exported model (.onnx, .engine)."),
     data: str = typer.Option(..., "--data", help="Data set as name:path, e.g. cityscapes:/data/cityscapes."),
     max_images: Optional[int] = typer.Option(None, "--max-images", min=1, help="Validate on the first N images."),
-    json_out: Optional[Path] = json_option("scores"),
+    json_out: Optional[Path] = json_option("scores and the confusion matrix"),
+    confusion: Optional[Path] = confusion_option(),
     backend: str = backend_option(), providers: Optional[str] = providers_option(),
     precision_hint: str = precision_hint_option(),
 ) -> None:
-    """mIoU and per-class IoU of an exported model on a data set's val split."""
+    """mIoU, per-class IoU and the confusion matrix of an exported model on a data set's val split."""
     from rdd_deploy.runtime.evaluate import evaluate
     from rdd_deploy.runtime.tables import print_fitted, validation_table
     segmenter = open_segmenter(model, backend, providers, precision_hint=precision_hint)
@@ -106,6 +108,7 @@ def validate_command(
         result = evaluate(segmenter, samples, ignore_index, on_image=lambda: progress.advance(task))
     print_fitted(validation_table(result))
     write_json(json_out, {"data": data, **result})
+    write_confusion(confusion, result)
 
 
 @app.command("parity")

@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from rdd_deploy.cli.options import (auto_resume_option, batch_size_option, console, data_option, device_option,
-                                    dist_timeout_option, flag, is_main, iters_option, progress_bar, recipe_argument,
-                                    resume_option, set_option, startup_timeout_option, write_json)
+from rdd_deploy.cli.options import (auto_resume_option, batch_size_option, confusion_option, console, data_option,
+                                    device_option, dist_timeout_option, flag, is_main, iters_option, progress_bar,
+                                    recipe_argument, resume_option, set_option, startup_timeout_option,
+                                    write_confusion, write_json)
 from rdd_deploy.errors import RDDError
 
 if TYPE_CHECKING:
@@ -125,9 +126,12 @@ def evaluate_command(
     max_images: Optional[int] = typer.Option(None, "--max-images", min=1),
     device: str = device_option(),
     workers: int = typer.Option(2, "--workers", min=0, help="DataLoader processes decoding the next images."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the result as JSON."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the result, confusion matrix "
+                                            "included, as JSON."),
+    confusion: Optional[Path] = confusion_option(),
 ) -> None:
-    """mIoU, per-class IoU and pixel accuracy of a PyTorch checkpoint on whole images (torchrun splits them)."""
+    """mIoU, per-class IoU, pixel accuracy and the confusion matrix of a PyTorch checkpoint on whole images
+    (torchrun splits them)."""
     from rdd_deploy.distill.evaluate import evaluate_checkpoint
     from rdd_deploy.runtime.tables import print_fitted, validation_table
     main = is_main()
@@ -137,7 +141,9 @@ def evaluate_command(
                                      on_image=lambda: progress.advance(task), workers=workers)
     if main:
         print_fitted(validation_table(result))
-        write_json(json_out, {k: v for k, v in result.items() if k != "confusion"})
+        write_json(json_out, result)
+        write_confusion(confusion, result)
+
 
 @app.command("quickstart")
 def quickstart_command(
@@ -152,3 +158,5 @@ def quickstart_command(
     from rdd_deploy.runtime.tables import print_fitted
     summary = quickstart(out, scale, train_teacher=train_teacher)
     print_fitted(summary_tables(summary))
+    console.print(f"release report: {summary['report']} (ship {summary['recommendation']})", highlight=False,
+                  soft_wrap=True)

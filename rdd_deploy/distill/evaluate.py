@@ -22,7 +22,7 @@ from rdd_deploy.distill.preemption import ignore_stop_signals
 from rdd_deploy.errors import RDDError
 from rdd_deploy.models.segmentor import ALIGN_CORNERS, upsample_logits
 from rdd_deploy.runtime.boundary import BoundaryIoU
-from rdd_deploy.runtime.metrics import SegmentationMetric, by_name
+from rdd_deploy.runtime.metrics import SegmentationMetric, by_name, confusion_dict
 
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int) -> torch.Tensor:
@@ -84,7 +84,8 @@ def evaluate_model(model: nn.Module, dataset: Dataset, num_classes: int, env: Di
     result = metric.compute()
     names = list(class_names) if class_names is not None else [str(c) for c in range(num_classes)]
     scores = {"miou": result["miou"], "pixel_acc": result["pixel_acc"], "images": len(dataset),
-              "iou": by_name(names, result["iou"]), "scales": list(scales), "flip": flip}
+              "iou": by_name(names, result["iou"]), "confusion": confusion_dict(result["confusion"], names),
+              "scales": list(scales), "flip": flip}
     if boundary_iou is not None:
         counts = torch.from_numpy(boundary_iou.counts).to(env.device)
         all_reduce_sum(counts, env)

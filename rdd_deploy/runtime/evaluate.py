@@ -40,7 +40,7 @@ def dataset_samples(dataset: Any, max_images: int | None = None) -> Iterator[tup
 def evaluate(segmenter: Segmenter, samples: Iterable[tuple[np.ndarray, np.ndarray]], ignore_index: int | None = None,
              on_image: Callable[[], None] | None = None) -> dict[str, Any]:
     """Predict every sample and score it: miou, pixel_acc, boundary_miou (fractions), per-class iou and
-    boundary_iou, and the image count."""
+    boundary_iou, the confusion matrix (confusion_dict), and the image count."""
     info = segmenter.info
     scores = SegmentationScores(info.num_classes, info.ignore_index if ignore_index is None else ignore_index,
                                 info.class_names)
@@ -50,7 +50,13 @@ def evaluate(segmenter: Segmenter, samples: Iterable[tuple[np.ndarray, np.ndarra
         images += 1
         if on_image is not None:
             on_image()
+    return validation_result(segmenter, scores, images)
+
+
+def validation_result(segmenter: Segmenter, scores: SegmentationScores, images: int) -> dict[str, Any]:
+    """What `evaluate` returns, from scores that have seen `images` of the segmenter's predictions."""
     if images == 0:
         raise RDDError("no images to validate on")
+    info = segmenter.info
     return {"model": segmenter.source, "precision": info.precision, "images": images, "torch_miou": info.torch_miou,
             **scores.summary()}

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from rdd_deploy.errors import RDDError
 from rdd_deploy.runtime.boundary import BoundaryIoU
 
 
@@ -79,6 +80,15 @@ def by_name(names: Sequence[str], values: np.ndarray) -> dict[str, float | None]
     return {name: (None if np.isnan(v) else float(v)) for name, v in zip(names, values)}
 
 
+def confusion_dict(matrix: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
+    """The confusion matrix JSON-ready: class names, what rows and columns mean, and the pixel counts."""
+    matrix = np.asarray(matrix)
+    if matrix.shape != (len(class_names), len(class_names)):
+        raise RDDError(f"confusion matrix of shape {list(matrix.shape)} does not match {len(class_names)} class names")
+    return {"classes": list(class_names), "rows": "labelled class", "columns": "predicted class",
+            "counts": matrix.astype(np.int64).tolist()}
+
+
 class SegmentationScores:
     """mIoU and Boundary IoU of the same predictions, per class by name: what evaluate, validate and parity report."""
 
@@ -94,8 +104,10 @@ class SegmentationScores:
         self.boundary.update(pred, target)
 
     def summary(self) -> dict[str, Any]:
-        """miou, pixel_acc, iou per class, boundary_miou and boundary_iou per class (fractions; None if absent)."""
+        """miou, pixel_acc, iou per class, boundary_miou and boundary_iou per class (fractions; None if absent), and
+        the confusion matrix (confusion_dict)."""
         pixels, boundary = self.pixels.compute(), self.boundary.compute()
         return {"miou": pixels["miou"], "pixel_acc": pixels["pixel_acc"],
                 "iou": by_name(self.class_names, pixels["iou"]), "boundary_miou": boundary["mean"],
-                "boundary_iou": by_name(self.class_names, boundary["per_class"])}
+                "boundary_iou": by_name(self.class_names, boundary["per_class"]),
+                "confusion": confusion_dict(pixels["confusion"], self.class_names)}

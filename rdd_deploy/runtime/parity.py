@@ -7,7 +7,7 @@ matches. Boundary IoU is reported, not judged: the release gate stays agreement 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -60,11 +60,11 @@ class ParityReport:
 class ParityAccumulator:
     """Collects per-image comparisons; `report()` judges them."""
 
-    def __init__(self, num_classes: int, ignore_index: int = 255) -> None:
+    def __init__(self, num_classes: int, ignore_index: int = 255, class_names: Sequence[str] | None = None) -> None:
         self.images = self.pixels = self.agree = 0
         self.abs_sum, self.abs_count, self.abs_max = 0.0, 0, 0.0
-        self.reference = SegmentationScores(num_classes, ignore_index)
-        self.candidate = SegmentationScores(num_classes, ignore_index)
+        self.reference = SegmentationScores(num_classes, ignore_index, class_names)
+        self.candidate = SegmentationScores(num_classes, ignore_index, class_names)
         self.labelled = 0
 
     def update(self, reference: np.ndarray, candidate: np.ndarray, label: np.ndarray | None = None) -> None:
@@ -123,16 +123,28 @@ def compare(reference: Segmenter, candidate: Segmenter, samples: Iterable[Sample
 
     ignore_index: the labels' ignore value (the data set's), by default the candidate's metadata.
     """
-    if reference.info.num_classes != candidate.info.num_classes:
-        raise RDDError(f"the reference has {reference.info.num_classes} classes but {candidate.source} has "
-                       f"{candidate.info.num_classes}")
-    ignore = candidate.info.ignore_index if ignore_index is None else ignore_index
-    stats = ParityAccumulator(candidate.info.num_classes, ignore)
+    stats = accumulate(reference, [candidate], samples, ignore_index, on_image)[0]
+    return stats.report(candidate.info.precision, min_agreement, max_miou_drop)
+
+
+def accumulate(reference: Segmenter, candidates: Sequence[Segmenter], samples: Iterable[Sample],
+               ignore_index: int | None = None, on_image: Callable[[], None] | None = None) -> list[ParityAccumulator]:
+    """The statistics `compare` judges, for several candidates in one pass: each image goes through the reference
+    once (a candidate that is the reference reuses its logits). Each accumulator also holds both models' scores on
+    the labelled samples (`.reference`, `.candidate`: SegmentationScores)."""
+    for candidate in candidates:
+        if reference.info.num_classes != candidate.info.num_classes:
+            raise RDDError(f"the reference has {reference.info.num_classes} classes but {candidate.source} has "
+                           f"{candidate.info.num_classes}")
+    stats = [ParityAccumulator(c.info.num_classes, c.info.ignore_index if ignore_index is None else ignore_index,
+                               c.info.class_names) for c in candidates]
     for image, label in samples:
-        stats.update(reference.logits(image), candidate.logits(image), label)
+        expected = reference.logits(image)
+        for candidate, accumulator in zip(candidates, stats):
+            accumulator.update(expected, expected if candidate is reference else candidate.logits(image), label)
         if on_image is not None:
             on_image()
-    return stats.report(candidate.info.precision, min_agreement, max_miou_drop)
+    return stats
 
 
 def reference_photos() -> list[Sample]:

@@ -11,9 +11,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 import yaml
+from PIL import Image
 from typer.testing import CliRunner
 
 from rdd_deploy.checkpoint import load_checkpoint, model_from_checkpoint
@@ -191,12 +193,19 @@ def test_a_batch_of_one_is_refused_with_the_field_to_change(tmp_path: Path) -> N
 def test_evaluate_command_prints_table_and_writes_json(tmp_path: Path, teacher_checkpoint: Path) -> None:
     out = tmp_path / "eval.json"
     result = runner.invoke(app, ["evaluate", "--checkpoint", str(teacher_checkpoint), "--data", TINY_DATA,
-                                 "--flip", "--scales", "0.75,1", "--json", str(out), "--device", "cpu"])
+                                 "--flip", "--scales", "0.75,1", "--json", str(out), "--device", "cpu",
+                                 "--confusion", str(tmp_path / "confusion.png")])
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     assert report["images"] == 2 and report["flip"] is True and report["scales"] == [0.75, 1.0]
     assert 0.0 <= report["miou"] <= 1.0 and len(report["iou"]) == 8 and "mIoU" in result.output
     assert 0.0 <= report["boundary_miou"] <= 1.0 and set(report["boundary_iou"]) == set(report["iou"])
+    counts = np.array(report["confusion"]["counts"])  # the IoUs follow from the matrix written beside them
+    hits, union = np.diag(counts), counts.sum(0) + counts.sum(1) - np.diag(counts)
+    assert report["confusion"]["classes"] == list(report["iou"])
+    for hit, total, iou in zip(hits, union, report["iou"].values()):
+        assert iou is None if total == 0 else iou == pytest.approx(hit / total)
+    assert Image.open(tmp_path / "confusion.png").format == "PNG"
     wrong = runner.invoke(app, ["evaluate", "--checkpoint", str(teacher_checkpoint), "--data", "synthetic",
                                 "--scales", "0,1"])
     assert wrong.exit_code == 1 and "--scales" in str(wrong.exception)

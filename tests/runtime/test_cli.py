@@ -132,14 +132,18 @@ def test_validate_scores_against_labels(dynamic_onnx: Path, photo: np.ndarray, t
     unlabelled = np.full_like(perfect, 255)
     dataset = FakeDataset(photo, [perfect, unlabelled, perfect])
     monkeypatch.setattr(rdd_deploy.data, "build_dataset", lambda spec, split: dataset, raising=False)
-    out = tmp_path / "val.json"
+    out, figure = tmp_path / "val.json", tmp_path / "confusion.png"
     result = runner.invoke(app, ["validate", str(dynamic_onnx), "--data", "fake:/nowhere", "--max-images", "2",
-                                 "--json", str(out), "--backend", backend])
+                                 "--json", str(out), "--backend", backend, "--confusion", str(figure)])
     assert result.exit_code == 0, result.output
     scores = json.loads(out.read_text())
     assert scores["images"] == 2 and scores["miou"] == 1.0 and scores["pixel_acc"] == 1.0
     assert set(scores["iou"]) == {"sky", "road", "car"}
     assert scores["boundary_miou"] == 1.0 and set(scores["boundary_iou"]) == {"sky", "road", "car"}
+    counts = np.bincount(perfect.ravel(), minlength=3)  # a perfect prediction: every pixel on the diagonal
+    assert scores["confusion"]["classes"] == ["sky", "road", "car"]
+    assert scores["confusion"]["counts"] == np.diag(counts).tolist()
+    assert Image.open(figure).size[0] > 3 * 36
 
 
 def test_validate_json_carries_boundary_iou_of_the_restated_definition(

@@ -23,6 +23,7 @@ from rdd_deploy.runtime.masks import mask_image, palette_of
 import rdd_deploy.runtime.evaluate, rdd_deploy.runtime.tables, rdd_deploy.runtime.tensorrt_engine
 import rdd_deploy.runtime.openvino_engine
 import rdd_deploy.data.folder, rdd_deploy.data.coco, rdd_deploy.data.check, rdd_deploy.cli.data  # own data sets
+import rdd_deploy.runtime.report, rdd_deploy.runtime.confusion, rdd_deploy.cli.report  # release report
 
 segmenter = Segmenter.from_file(sys.argv[1], sys.argv[2])
 image = np.random.default_rng(0).integers(0, 256, (48, 80, 3), dtype=np.uint8)

@@ -70,10 +70,19 @@ def test_runtime_only_install_has_no_torch_and_runs_the_runtime_commands(runtime
         str(dynamic), str(static)]
     assert "…" not in bench.stdout and max(map(len, bench.stdout.splitlines())) <= 80
 
-    validate = run(runtime_venv, "validate", static, "--data", SYNTHETIC, "--json", tmp_path / "val.json")
+    validate = run(runtime_venv, "validate", static, "--data", SYNTHETIC, "--json", tmp_path / "val.json",
+                   "--confusion", tmp_path / "confusion.png")
     assert validate.returncode == 0, validate.stderr
     scores = json.loads((tmp_path / "val.json").read_text())
     assert scores["images"] == 2 and 0.0 <= scores["miou"] <= 1.0 and len(scores["iou"]) == 8
+    assert Image.open(tmp_path / "confusion.png").format == "PNG"  # drawn with Pillow: no matplotlib here
+
+    report = run(runtime_venv, "report", dynamic, static, "--data", SYNTHETIC, "--out", tmp_path / "report",
+                 "--warmup", "0", "--iters", "2", "--examples", "1")
+    assert report.returncode == 0, report.stderr
+    runs = json.loads((tmp_path / "report" / "report.json").read_text())["runs"]
+    assert runs[0]["parity"] is None and all(run["parity"]["agreement"] > 99.99 for run in runs[1:])
+    assert (tmp_path / "report" / "report.html").stat().st_size > 0
 
     parity = run(runtime_venv, "parity", "--reference", dynamic, "--model", static, "--data", SYNTHETIC)
     assert parity.returncode == 0, parity.stderr
@@ -99,8 +108,8 @@ def test_training_commands_name_the_extra_in_one_line(runtime_venv: Path, argume
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and re.fullmatch(
         rf"error: `rdd-deploy {arguments[0]}` needs (torch|onnx), which the runtime-only install leaves out: pip "
-        r'install "rdd-deploy\[train\]" \(the runtime alone runs bench, validate, parity and predict on exported '
-        r"models\)", lines[0]), lines
+        r'install "rdd-deploy\[train\]" \(the runtime alone runs bench, validate, parity, predict and report on '
+        r"exported models\)", lines[0]), lines
 
 
 @pytest.mark.slow  # adds PyAV (a 36 MB wheel) to the venv of the tests above
