@@ -21,8 +21,7 @@ from rdd_deploy.distill.distributed import DistEnv, agreed_startup, all_reduce_s
 from rdd_deploy.distill.preemption import ignore_stop_signals
 from rdd_deploy.errors import RDDError
 from rdd_deploy.models.segmentor import ALIGN_CORNERS, upsample_logits
-from rdd_deploy.runtime.boundary import BoundaryIoU
-from rdd_deploy.runtime.metrics import SegmentationMetric, by_name, confusion_dict
+from rdd_deploy.runtime.metrics import SegmentationScores
 
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int) -> torch.Tensor:
@@ -63,7 +62,7 @@ def evaluate_model(model: nn.Module, dataset: Dataset, num_classes: int, env: Di
     was_training = model.training
     model.eval()
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=env.device)
-    boundary_iou = BoundaryIoU(num_classes, ignore_index) if boundary else None
+    scores = SegmentationScores(num_classes, ignore_index, class_names, boundary=boundary)
     mine = Subset(dataset, range(env.rank, len(dataset), env.world_size))
     # batch_size=None: whole images of any size, one at a time; the workers decode the next ones meanwhile.
     loader = DataLoader(mine, batch_size=None, num_workers=workers, pin_memory=env.device.type == "cuda",
@@ -73,26 +72,18 @@ def evaluate_model(model: nn.Module, dataset: Dataset, num_classes: int, env: Di
         probs = predict_probabilities(model, image[None], scales, flip, amp_dtype)
         pred = probs.argmax(dim=1)[0]
         confusion += confusion_matrix(pred, label, num_classes, ignore_index)
-        if boundary_iou is not None:
-            boundary_iou.update(pred.cpu().numpy(), label.cpu().numpy())
+        if scores.boundary is not None:
+            scores.boundary.update(pred.cpu().numpy(), label.cpu().numpy())
         if on_image is not None:
             on_image()
     model.train(was_training)
     all_reduce_sum(confusion, env)
-    metric = SegmentationMetric(num_classes, ignore_index)
-    metric.confusion = confusion.cpu().numpy()
-    result = metric.compute()
-    names = list(class_names) if class_names is not None else [str(c) for c in range(num_classes)]
-    scores = {"miou": result["miou"], "pixel_acc": result["pixel_acc"], "images": len(dataset),
-              "iou": by_name(names, result["iou"]), "confusion": confusion_dict(result["confusion"], names),
-              "scales": list(scales), "flip": flip}
-    if boundary_iou is not None:
-        counts = torch.from_numpy(boundary_iou.counts).to(env.device)
+    scores.pixels.confusion = confusion.cpu().numpy()
+    if scores.boundary is not None:
+        counts = torch.from_numpy(scores.boundary.counts).to(env.device)
         all_reduce_sum(counts, env)
-        boundary_iou.counts = counts.cpu().numpy()
-        summary = boundary_iou.compute()
-        scores.update(boundary_miou=summary["mean"], boundary_iou=by_name(names, summary["per_class"]))
-    return scores
+        scores.boundary.counts = counts.cpu().numpy()
+    return {**scores.summary(), "images": len(dataset), "scales": list(scales), "flip": flip}
 
 
 def evaluate_checkpoint(checkpoint: str | Path, data: str, split: str = "val", scales: Sequence[float] = (1.0,),

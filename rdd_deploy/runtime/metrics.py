@@ -90,24 +90,30 @@ def confusion_dict(matrix: np.ndarray, class_names: Sequence[str]) -> dict[str, 
 
 
 class SegmentationScores:
-    """mIoU and Boundary IoU of the same predictions, per class by name: what evaluate, validate and parity report."""
+    """mIoU and Boundary IoU of the same predictions, per class by name: what evaluate, validate and parity report.
+
+    boundary=False leaves Boundary IoU out (training's validations, which run often and need only mIoU).
+    """
 
     def __init__(self, num_classes: int, ignore_index: int = 255, class_names: Sequence[str] | None = None,
-                 dilation_ratio: float = 0.02) -> None:
+                 dilation_ratio: float = 0.02, boundary: bool = True) -> None:
         self.class_names = list(class_names) if class_names is not None else [str(c) for c in range(num_classes)]
         self.pixels = SegmentationMetric(num_classes, ignore_index)
-        self.boundary = BoundaryIoU(num_classes, ignore_index, dilation_ratio)
+        self.boundary = BoundaryIoU(num_classes, ignore_index, dilation_ratio) if boundary else None
 
     def update(self, pred: np.ndarray, target: np.ndarray) -> None:
         """Add one HxW prediction and its label."""
         self.pixels.update(pred, target)
-        self.boundary.update(pred, target)
+        if self.boundary is not None:
+            self.boundary.update(pred, target)
 
     def summary(self) -> dict[str, Any]:
         """miou, pixel_acc, iou per class, boundary_miou and boundary_iou per class (fractions; None if absent), and
         the confusion matrix (confusion_dict)."""
-        pixels, boundary = self.pixels.compute(), self.boundary.compute()
-        return {"miou": pixels["miou"], "pixel_acc": pixels["pixel_acc"],
-                "iou": by_name(self.class_names, pixels["iou"]), "boundary_miou": boundary["mean"],
-                "boundary_iou": by_name(self.class_names, boundary["per_class"]),
-                "confusion": confusion_dict(pixels["confusion"], self.class_names)}
+        pixels = self.pixels.compute()
+        result = {"miou": pixels["miou"], "pixel_acc": pixels["pixel_acc"],
+                  "iou": by_name(self.class_names, pixels["iou"])}
+        if self.boundary is not None:
+            boundary = self.boundary.compute()
+            result.update(boundary_miou=boundary["mean"], boundary_iou=by_name(self.class_names, boundary["per_class"]))
+        return {**result, "confusion": confusion_dict(pixels["confusion"], self.class_names)}
